@@ -1,0 +1,1 @@
+"""Components shipped with ``mmml-core``, registered through its own entry points."""

@@ -1,0 +1,59 @@
+"""Prediction heads (DESIGN §7).
+
+``mlp``: the fused head, the paper's three fully connected layers (section 3.2).
+``linear``: a subnet head on one encoder's pooled vector (section 3.3, Fig. 1 green part).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from mmml_core.interfaces import Head
+
+__all__ = ["LinearHead", "LinearHeadConfig", "MLPHead", "MLPHeadConfig"]
+
+
+@dataclass
+class MLPHeadConfig:
+    in_dim: int  # fused feature width, from the fusion
+    hidden: int = 768  # H of the base encoders, as in the authors' code
+    hidden2: int = 512  # second layer width of the paper's three-layer head
+    dropout: float = 0.3  # the fusion network's dropout (DESIGN §6)
+
+
+class MLPHead(Head):
+    Config = MLPHeadConfig
+
+    def __init__(self, config: MLPHeadConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.net = nn.Sequential(
+            nn.Dropout(c.dropout),
+            nn.Linear(c.in_dim, c.hidden),
+            nn.ReLU(),
+            nn.Linear(c.hidden, c.hidden2),
+            nn.ReLU(),
+            nn.Linear(c.hidden2, 1),
+        )
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.net(features).squeeze(-1)  # (B, in_dim) -> (B,)
+
+
+@dataclass
+class LinearHeadConfig:
+    in_dim: int  # the encoder's pooled width
+    dropout: float = 0.1  # light: the subnet head sits directly on a pretrained encoder
+
+
+class LinearHead(Head):
+    Config = LinearHeadConfig
+
+    def __init__(self, config: LinearHeadConfig) -> None:
+        super().__init__(config)
+        self.net = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.in_dim, 1))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.net(features).squeeze(-1)  # (B, D) -> (B,)

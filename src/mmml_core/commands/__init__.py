@@ -1,0 +1,1 @@
+"""``mmml-bench`` verbs, one module each (imported only when that verb runs)."""
