@@ -14,7 +14,7 @@ import pytest
 from mmml_core import hooks, registry
 from mmml_core.config import ConfigError
 
-FUSION_MODULE = '''
+FUSION_MODULE = """
 from dataclasses import dataclass, field
 import torch
 from mmml_core.interfaces import Fusion
@@ -31,7 +31,7 @@ class Sum(Fusion):
         self.out_dim = max(config.input_dims.values())
     def forward(self, encoded):
         return sum(o.pooled for o in encoded.values()) * self.config.scale
-'''
+"""
 
 
 class FakeDist:
@@ -76,7 +76,9 @@ def test_builtins_come_from_core_entry_points(fake_env):
 def test_plugin_is_listed_without_import_and_created_by_name(fake_env):
     dists, write = fake_env
     write("fake_sum_fusion", FUSION_MODULE)
-    dists.append(FakeDist("mmml-fusion-sum", "0.3", [("mmml_core.fusions", "sum", "fake_sum_fusion:Sum")]))
+    dists.append(
+        FakeDist("mmml-fusion-sum", "0.3", [("mmml_core.fusions", "sum", "fake_sum_fusion:Sum")])
+    )
     assert "sum" in registry.list("fusion")
     assert "fake_sum_fusion" not in sys.modules, "listing must not import plugin code"
     [info] = [i for i in registry.describe("fusion") if i.name == "sum"]
@@ -111,7 +113,9 @@ def test_broken_plugin_is_isolated_and_its_error_reraised(fake_env):
     write("fake_broken", "raise ImportError('libfoo.so.3: cannot open shared object file')\n")
     write("fake_sum_fusion", FUSION_MODULE)
     dists.append(FakeDist("mmml-broken", "0.1", [("mmml_core.fusions", "broken", "fake_broken:X")]))
-    dists.append(FakeDist("mmml-fusion-sum", "0.3", [("mmml_core.fusions", "sum", "fake_sum_fusion:Sum")]))
+    dists.append(
+        FakeDist("mmml-fusion-sum", "0.3", [("mmml_core.fusions", "sum", "fake_sum_fusion:Sum")])
+    )
     for _ in range(2):  # the real error, every time it is asked for
         with pytest.raises(ImportError, match="libfoo.so.3"):
             registry.create("fusion", "broken", input_dims={"text": 4})
@@ -123,7 +127,9 @@ def test_broken_plugin_is_isolated_and_its_error_reraised(fake_env):
 
 def test_plugin_whose_module_is_missing_is_broken_at_listing(fake_env):
     dists, _ = fake_env
-    dists.append(FakeDist("mmml-gone", "0.1", [("mmml_core.fusions", "gone", "no_such_module_x:Y")]))
+    dists.append(
+        FakeDist("mmml-gone", "0.1", [("mmml_core.fusions", "gone", "no_such_module_x:Y")])
+    )
     [info] = [i for i in registry.describe("fusion") if i.name == "gone"]
     assert info.status == "broken" and "no_such_module_x" in info.error
     with pytest.raises(ModuleNotFoundError):
@@ -133,7 +139,9 @@ def test_plugin_whose_module_is_missing_is_broken_at_listing(fake_env):
 def test_autoload_switch(fake_env, monkeypatch):
     dists, write = fake_env
     write("fake_sum_fusion", FUSION_MODULE)
-    dists.append(FakeDist("mmml-fusion-sum", "0.3", [("mmml_core.fusions", "sum", "fake_sum_fusion:Sum")]))
+    dists.append(
+        FakeDist("mmml-fusion-sum", "0.3", [("mmml_core.fusions", "sum", "fake_sum_fusion:Sum")])
+    )
     monkeypatch.setenv(registry.AUTOLOAD_ENV, "1")
     registry.reset()
     assert registry.list("fusion") == ["concat"], "only mmml-core's own components"
@@ -183,7 +191,9 @@ def test_hook_plugins_load_through_entry_points_and_honour_the_switch(fake_env, 
             SEEN.append((run_dir, results))
         """,
     )
-    dists.append(FakeDist("mmml-tracker", "1.0", [("mmml_core.plugins", "tracker", "fake_hook_plugin")]))
+    dists.append(
+        FakeDist("mmml-tracker", "1.0", [("mmml_core.plugins", "tracker", "fake_hook_plugin")])
+    )
     pm = hooks.get_plugin_manager()
     pm.hook.mmml_report_results(run_dir="/tmp/run", results={"ok": 1})
     assert sys.modules["fake_hook_plugin"].SEEN == [("/tmp/run", {"ok": 1})]
@@ -203,7 +213,13 @@ def test_plugins_json_lists_builtins_with_distribution_and_version():
     rows = json.loads(proc.stdout)
     core = md.version("mmml-core")
     by_name = {(r["kind"], r["name"]): r for r in rows}
-    for key in [("fusion", "concat"), ("head", "mlp"), ("head", "linear"), ("loss", "l1"), ("loss", "mse")]:
+    for key in [
+        ("fusion", "concat"),
+        ("head", "mlp"),
+        ("head", "linear"),
+        ("loss", "l1"),
+        ("loss", "mse"),
+    ]:
         assert by_name[key]["distribution"] == "mmml-core"
         assert by_name[key]["version"] == core
         assert by_name[key]["status"] == "available"

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.slow
 
 
 def _run(*cmd: str | Path, cwd: Path | None = None) -> str:
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -84,32 +86,58 @@ def test_core_and_template_plugin_wheels_install_into_a_fresh_venv(tmp_path):
     wheels = tmp_path / "wheels"
     plugin = _make_plugin_from_template(tmp_path)
     for project in (src, plugin):
-        _run(sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", wheels, project)
+        _run(
+            sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", wheels, project
+        )
     built = sorted(p.name for p in wheels.glob("*.whl"))
     assert [n.split("-")[0] for n in built] == ["mmml_core", "mmml_fusion_gated"], built
 
     venv = tmp_path / "venv"
     _run(getattr(sys, "_base_executable", sys.executable), "-m", "venv", venv)
     py = venv / "bin" / "python"
-    new_site = Path(_run(py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip())
+    new_site = Path(
+        _run(py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip()
+    )
     (new_site / "zz_deps.pth").write_text(str(_dependency_overlay(tmp_path)) + "\n")
-    _run(py, "-m", "pip", "install", "--no-index", "--no-deps", "--find-links", wheels,
-         "mmml-core", "mmml-fusion-gated")
+    _run(
+        py,
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--no-deps",
+        "--find-links",
+        wheels,
+        "mmml-core",
+        "mmml-fusion-gated",
+    )
     unmet = _run(py, "-c", REQUIREMENTS_CHECK).strip()
     assert unmet == "[]", f"requirements of the wheels not met: {unmet}"
 
     rows = json.loads(_run(venv / "bin" / "mmml-bench", "plugins", "--json"))
     gated = [r for r in rows if r["name"] == "gated"]
-    assert gated == [{"kind": "fusion", "name": "gated", "value": "mmml_fusion_gated.fusion:GatedSumFusion",
-                      "distribution": "mmml-fusion-gated", "version": "0.1.0", "status": "available",
-                      "error": None}]
+    assert gated == [
+        {
+            "kind": "fusion",
+            "name": "gated",
+            "value": "mmml_fusion_gated.fusion:GatedSumFusion",
+            "distribution": "mmml-fusion-gated",
+            "version": "0.1.0",
+            "status": "available",
+            "error": None,
+        }
+    ]
     assert {r["distribution"] for r in rows} == {"mmml-core", "mmml-fusion-gated"}
-    out = _run(py, "-c", (
-        "import mmml_core, mmml_fusion_gated\n"
-        "from mmml_core import registry\n"
-        "f = registry.create('fusion', 'gated', input_dims={'text': 6, 'audio': 4}, dim=5)\n"
-        "print(type(f).__name__, f.out_dim, mmml_core.__file__, mmml_fusion_gated.__file__)\n"
-    ))
+    out = _run(
+        py,
+        "-c",
+        (
+            "import mmml_core, mmml_fusion_gated\n"
+            "from mmml_core import registry\n"
+            "f = registry.create('fusion', 'gated', input_dims={'text': 6, 'audio': 4}, dim=5)\n"
+            "print(type(f).__name__, f.out_dim, mmml_core.__file__, mmml_fusion_gated.__file__)\n"
+        ),
+    )
     name, out_dim, core_file, plugin_file = out.split()
     assert (name, out_dim) == ("GatedSumFusion", "5")
     assert core_file.startswith(str(venv)) and plugin_file.startswith(str(venv)), "not the wheels"

@@ -12,17 +12,23 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["SUBCOMMANDS", "main"]
 
 #: verb -> (module with ``configure_parser(parser)`` and ``run(args) -> int``, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mmml_core.commands.train", "train and evaluate one combination (the default verb)"),
-    "plugins": ("mmml_core.commands.plugins", "list discovered components with distribution, version, status"),
+    "plugins": (
+        "mmml_core.commands.plugins",
+        "list discovered components with distribution, version, status",
+    ),
     "list": ("mmml_core.commands.plugins", "list component names of one kind (or all)"),
     "predict": ("mmml_core.commands.predict", "predict sentiment with a trained checkpoint"),
-    "extract-audio": ("mmml_core.data.extract", "extract 16 kHz mono WAV from a dataset's Raw/*.mp4"),
+    "extract-audio": (
+        "mmml_core.data.extract",
+        "extract 16 kHz mono WAV from a dataset's Raw/*.mp4",
+    ),
 }
 
 EPILOG = """\

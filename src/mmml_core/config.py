@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["ConfigError", "build_config", "describe_fields", "parse_value"]
 
@@ -52,9 +53,7 @@ def build_config(cls: type, values: Mapping[str, Any], where: str) -> Any:
     if missing:
         problems.append(f"missing required key(s) {', '.join(map(repr, missing))}")
     if problems:
-        raise ConfigError(
-            f"{where}: {'; '.join(problems)}. Valid fields:\n{describe_fields(cls)}"
-        )
+        raise ConfigError(f"{where}: {'; '.join(problems)}. Valid fields:\n{describe_fields(cls)}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
@@ -65,9 +64,7 @@ def parse_value(cls: type, key: str, text: str, where: str) -> Any:
     """Convert the string of a ``key=value`` override to the type of field ``key``."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if key not in fields:
-        raise ConfigError(
-            f"{where}: unknown key {key!r}. Valid fields:\n{describe_fields(cls)}"
-        )
+        raise ConfigError(f"{where}: unknown key {key!r}. Valid fields:\n{describe_fields(cls)}")
     hints = typing.get_type_hints(cls)
     target = hints.get(key, str)
     try:
@@ -81,7 +78,9 @@ def parse_value(cls: type, key: str, text: str, where: str) -> Any:
 def _convert(target: Any, text: str) -> Any:
     origin = typing.get_origin(target)
     args = typing.get_args(target)
-    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+    if origin is typing.Union or (
+        origin is not None and str(origin) == "<class 'types.UnionType'>"
+    ):
         if text.lower() in ("none", "null") and type(None) in args:
             return None
         for arg in args:

@@ -57,7 +57,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     if _pm is None:
         pm = pluggy.PluginManager(PROJECT)
         pm.add_hookspecs(MmmlHookSpecs)
-        for ep, dist, _version in registry.iter_plugin_distributions(registry.HOOK_GROUP):
+        for ep, _dist, _version in registry.iter_plugin_distributions(registry.HOOK_GROUP):
             if pm.get_plugin(ep.name) is None:
                 pm.register(ep.load(), name=ep.name)
         _pm = pm

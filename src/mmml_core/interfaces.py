@@ -19,8 +19,9 @@ Conventions the model assembly relies on:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 

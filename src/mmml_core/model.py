@@ -13,8 +13,9 @@ whose only head is that modality's subnet head (the paper's "text-only" rows).
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -38,7 +39,9 @@ class ComponentSpec:
         if isinstance(value, Mapping):
             unknown = set(value) - {"name", "config"}
             if unknown or "name" not in value:
-                raise ValueError(f"a component spec has keys 'name' and 'config', got {dict(value)}")
+                raise ValueError(
+                    f"a component spec has keys 'name' and 'config', got {dict(value)}"
+                )
             return cls(value["name"], dict(value.get("config") or {}))
         raise TypeError(f"cannot read a component spec from {value!r}")
 
@@ -69,7 +72,9 @@ class ModelSpec:
             possible.add("M")
         self.heads = tuple(h for h in self.heads if h in possible)
         if not self.heads:
-            raise ValueError(f"none of the requested heads exists for this model (possible: {sorted(possible)})")
+            raise ValueError(
+                f"none of the requested heads exists for this model (possible: {sorted(possible)})"
+            )
         if self.fusion is None and len(self.encoders) > 1:
             raise ValueError("several encoders need a fusion")
 
@@ -176,11 +181,15 @@ def build_model(spec: ModelSpec | Mapping[str, Any]) -> MultimodalModel:
     if spec.fusion is not None:
         fcfg = dict(spec.fusion.config)
         if "input_dims" in fcfg and fcfg["input_dims"] and dict(fcfg["input_dims"]) != dims:
-            raise ValueError(f"fusion input_dims {fcfg['input_dims']} do not match the encoders {dims}")
+            raise ValueError(
+                f"fusion input_dims {fcfg['input_dims']} do not match the encoders {dims}"
+            )
         fcfg["input_dims"] = dims
         fusion = registry.create("fusion", spec.fusion.name, **fcfg)
         if "M" in spec.heads:
-            head = registry.create("head", spec.head.name, in_dim=fusion.out_dim, **spec.head.config)
+            head = registry.create(
+                "head", spec.head.name, in_dim=fusion.out_dim, **spec.head.config
+            )
 
     subnet_heads = {
         m: registry.create("head", spec.subnet_head.name, in_dim=dims[m], **spec.subnet_head.config)

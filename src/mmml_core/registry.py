@@ -22,8 +22,9 @@ import importlib.machinery
 import importlib.metadata as metadata
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from mmml_core.config import ConfigError, build_config, describe_fields
 
@@ -236,9 +237,7 @@ def _entry(kind: str, name: str) -> _Entry:
     entries = _all()[kind]
     if name not in entries:
         available = ", ".join(list(kind)) or "(none)"
-        raise UnknownComponentError(
-            f"no {kind} named {name!r}; available {kind}s: {available}"
-        )
+        raise UnknownComponentError(f"no {kind} named {name!r}; available {kind}s: {available}")
     return entries[name]
 
 

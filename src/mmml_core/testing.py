@@ -139,8 +139,10 @@ class EncoderContract(_Contract):
         assert int(batch.mask[0].sum()) == n, "the mask of a padded item must count its own length"
         _assert_close(batch.pooled[0], alone.pooled[0], self.padding_atol, "pooled")
         _assert_close(
-            batch.hidden[0][batch.mask[0]], alone.hidden[0][alone.mask[0]],
-            self.padding_atol, "hidden states on valid positions",
+            batch.hidden[0][batch.mask[0]],
+            alone.hidden[0][alone.mask[0]],
+            self.padding_atol,
+            "hidden states on valid positions",
         )
 
     def test_determinism(self) -> None:
@@ -155,7 +157,9 @@ class EncoderContract(_Contract):
         again.load_state_dict(enc.state_dict())
         items = self.raw_items(enc.modality)
         with torch.no_grad():
-            _assert_close(self.encode(again, items).pooled, self.encode(enc, items).pooled, 0, "reload")
+            _assert_close(
+                self.encode(again, items).pooled, self.encode(enc, items).pooled, 0, "reload"
+            )
 
 
 def random_encoder_outputs(
@@ -281,7 +285,9 @@ class LossContract(_Contract):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in preds.values())
 
     def test_single_loss_uses_fused_head_only(self) -> None:
-        loss = registry.create(self.kind, self.name, **{**self.component_config(), "weights": {"M": 1.0}})
+        loss = registry.create(
+            self.kind, self.name, **{**self.component_config(), "weights": {"M": 1.0}}
+        )
         preds, targets = self.data()
         total, parts = loss(preds, targets)
         assert set(parts) == {"M"}

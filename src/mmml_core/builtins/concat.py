@@ -5,8 +5,8 @@ Each modality's pooled encoder vector, concatenated in a fixed (sorted) modality
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import torch
 from torch import Tensor

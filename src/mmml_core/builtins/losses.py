@@ -25,7 +25,9 @@ class LossConfig:
     def __post_init__(self) -> None:
         bad = {h: w for h, w in self.weights.items() if not isinstance(w, (int, float)) or w < 0}
         if bad or not self.weights:
-            raise ValueError(f"weights must be a non-empty head -> non-negative number map, got {self.weights}")
+            raise ValueError(
+                f"weights must be a non-empty head -> non-negative number map, got {self.weights}"
+            )
 
 
 class L1Loss(Loss):

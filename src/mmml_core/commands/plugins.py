@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     rows += [(i.kind, i.name, i.distribution, i.version, i.status) for i in infos]
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
     for r in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)).rstrip())
     problems = [i for i in infos if i.error]
     for i in problems:
         print(f"\n{i.status}: {i.kind} {i.name!r} ({i.distribution}): {i.error}")

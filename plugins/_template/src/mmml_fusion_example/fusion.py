@@ -5,8 +5,8 @@ Letters: B batch, D_m a modality's encoder width, F the fused width (``dim``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -32,8 +32,12 @@ class GatedSumFusion(Fusion):
         if not config.input_dims:
             raise ValueError("example_gated needs input_dims (modality -> width)")
         self.modalities = sorted(config.input_dims)
-        self.proj = nn.ModuleDict({m: nn.Linear(d, config.dim) for m, d in config.input_dims.items()})
-        self.gate = nn.ModuleDict({m: nn.Linear(d, config.dim) for m, d in config.input_dims.items()})
+        self.proj = nn.ModuleDict(
+            {m: nn.Linear(d, config.dim) for m, d in config.input_dims.items()}
+        )
+        self.gate = nn.ModuleDict(
+            {m: nn.Linear(d, config.dim) for m, d in config.input_dims.items()}
+        )
         self.out_dim = config.dim
 
     @classmethod

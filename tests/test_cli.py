@@ -1,0 +1,205 @@
+"""``mmml-bench`` as users run it: real subprocesses, real tiny encoders, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from harness_data import make_learnable_mosi
+
+BENCH = str(Path(sys.executable).with_name("mmml-bench"))
+TINY = [
+    "text.checkpoint=random:tiny",
+    "audio.checkpoint=random:tiny",
+    "fusion.layers=1",
+    "fusion.heads=2",
+    "head.hidden=32",
+    "head.hidden2=16",
+    "train.lr=1e-3",
+    "train.batch_size=8",
+]
+
+
+def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [BENCH, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def train_args(data: Path, out: Path, epochs: int = 3) -> list[str]:
+    return [
+        "--dataset",
+        str(data),
+        "--dataset-kind",
+        "mosi",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        *TINY,
+        f"train.max_epochs={epochs}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_learnable_mosi(tmp_path_factory.mktemp("mosi"))
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("run") / "run"
+    proc = bench(*train_args(dataset, out))
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_train_writes_every_output(trained):
+    out, proc = trained
+    assert "| checkpoint | head | Has0_Acc2" in proc.stdout
+    assert "lowest valid loss | M (fused)" in proc.stdout and "highest valid Acc2" in proc.stdout
+    for name in ("config.json", "summary.md", "summary.csv", "results.json"):
+        assert (out / name).is_file(), name
+    seed = out / "seed-1"
+    assert (seed / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = json.loads((seed / "results.json").read_text())
+    assert results["epochs"] == 3 and len(results["history"]) == 3
+    assert set(results["selection"]) == {"best_loss", "best_acc"}
+    assert set(results["selection"]["best_loss"]["test"]) == {"M", "T", "A"}
+    for sel in ("best_loss", "best_acc"):
+        cfg = json.loads((seed / sel / "config.json").read_text())
+        assert (seed / sel / "model.safetensors").is_file()
+        comps = cfg["components"]
+        assert comps["fusion"]["name"] == "cross_attn"
+        assert (
+            comps["fusion"]["distribution"] == "mmml-fusion-transformer"
+            and comps["fusion"]["version"]
+        )
+        assert comps["encoder.text"]["distribution"] == "mmml-encoders-hf"
+    csv_lines = (out / "summary.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("checkpoint,head,Has0_Acc2_mean,Has0_Acc2_std")
+    assert len(csv_lines) == 1 + 2 * 3  # two selections x three heads
+
+
+def test_predict_cli_all_heads_and_single_modality(trained, dataset):
+    out, _ = trained
+    ckpt = out / "seed-1" / "best_loss"
+    wav = next((dataset / "wav").rglob("*.wav"))
+    both = bench(
+        "predict", str(ckpt), "--text", "the film was great", "--audio", str(wav), "--json"
+    )
+    assert both.returncode == 0, both.stderr
+    assert set(json.loads(both.stdout)) == {"M", "T", "A"}
+    text = bench("predict", str(ckpt), "--text", "the film was great", "--json")
+    assert text.returncode == 0 and set(json.loads(text.stdout)) == {"T"}
+    audio = bench("predict", str(ckpt), "--audio", str(wav))
+    assert audio.returncode == 0 and audio.stdout.startswith("A (audio subnet): ")
+    missing = bench("predict", str(ckpt), "--audio", str(dataset / "nope.wav"))
+    assert missing.returncode == 2 and "nope.wav" in missing.stderr
+
+
+def test_predict_from_python_in_one_call(trained, dataset):
+    from mmml_core.predict import predict
+
+    out, _ = trained
+    wav = next((dataset / "wav").rglob("*.wav"))
+    preds = predict(out / "seed-1" / "best_acc", text="the film was awful", audio=wav)
+    assert set(preds) == {"M", "T", "A"} and all(len(v) == 1 for v in preds.values())
+    cli = bench(
+        "predict",
+        str(out / "seed-1" / "best_acc"),
+        "--text",
+        "the film was awful",
+        "--audio",
+        str(wav),
+        "--json",
+    )
+    assert json.loads(cli.stdout) == pytest.approx({h: v[0] for h, v in preds.items()}, abs=1e-6)
+
+
+def test_bad_dataset_path(tmp_path):
+    proc = bench(
+        "--dataset",
+        str(tmp_path / "no-such-dataset"),
+        "--dataset-kind",
+        "mosi",
+        "--out",
+        str(tmp_path / "o"),
+        *TINY,
+    )
+    assert proc.returncode == 2
+    assert "no-such-dataset" in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_bad_component_name_lists_available():
+    proc = bench("--fusion", "cross_atn", "--dry-run")
+    assert proc.returncode == 2
+    assert "no fusion named 'cross_atn'" in proc.stderr
+    assert "concat" in proc.stderr and "cross_attn" in proc.stderr and "tfn" in proc.stderr
+
+
+def test_bad_override_key_lists_fields():
+    proc = bench("--dry-run", "fusion.layerz=2")
+    assert proc.returncode == 2
+    assert "unknown key 'layerz'" in proc.stderr and "layers" in proc.stderr
+    proc = bench("--dry-run", "train.lr=fast")
+    assert proc.returncode == 2 and "train.lr" not in proc.stdout and "lr='fast'" in proc.stderr
+    proc = bench("--dry-run", "optimizer.lr=1")
+    assert proc.returncode == 2 and "unknown key" in proc.stderr and "train fields" in proc.stderr
+
+
+def test_dry_run_resolves_demo_defaults():
+    proc = bench("--encoder", "data2vec", "--fusion", "cross_attn", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads(proc.stdout)
+    assert cfg["data"]["kind"] == "demo"
+    assert cfg["model"]["encoders"]["audio"]["name"] == "data2vec"
+    assert cfg["model"]["encoders"]["text"]["config"]["checkpoint"] == "random:tiny"
+    assert cfg["model"]["fusion"]["name"] == "cross_attn" and cfg["model"]["heads"] == [
+        "M",
+        "T",
+        "A",
+    ]
+    assert cfg["loss"]["config"]["weights"] == {"M": 1.0, "T": 1.0, "A": 1.0}
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(dataset, tmp_path):
+    epochs = 4
+    ref = tmp_path / "ref"
+    assert bench(*train_args(dataset, ref, epochs)).returncode == 0
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [BENCH, *train_args(dataset, run, epochs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    state = run / "seed-1" / "state" / "state.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "seed-1" / "results.json").exists()
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 2 <= killed_at < epochs
+    resumed = bench(*train_args(dataset, run, epochs), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((ref / "seed-1" / "results.json").read_text())
+    b = json.loads((run / "seed-1" / "results.json").read_text())
+    assert b["history"] == a["history"]
+    assert b["selection"] == a["selection"]
