@@ -12,7 +12,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ConfigError", "build_config", "describe_fields", "parse_value"]
+__all__ = ["ConfigError", "build_config", "check_keys", "describe_fields", "parse_value"]
 
 
 class ConfigError(ValueError):
@@ -33,17 +33,16 @@ def describe_fields(cls: type) -> str:
     return "\n".join(lines)
 
 
-def build_config(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    """Instantiate dataclass ``cls`` from ``values``; unknown or missing keys raise.
-
-    ``where`` names the component in the message (e.g. ``"fusion 'concat'"``).
-    """
+def check_keys(cls: type, values: Mapping[str, Any], where: str, filled: Sequence[str] = ()) -> None:
+    """Raise :class:`ConfigError` for unknown keys and for missing required ones (``filled``
+    names the keys someone else supplies later, e.g. a fusion's ``input_dims``)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     missing = [
         name
         for name, f in fields.items()
         if name not in values
+        and name not in filled
         and f.default is dataclasses.MISSING
         and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
     ]
@@ -54,6 +53,14 @@ def build_config(cls: type, values: Mapping[str, Any], where: str) -> Any:
         problems.append(f"missing required key(s) {', '.join(map(repr, missing))}")
     if problems:
         raise ConfigError(f"{where}: {'; '.join(problems)}. Valid fields:\n{describe_fields(cls)}")
+
+
+def build_config(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``values``; unknown or missing keys raise.
+
+    ``where`` names the component in the message (e.g. ``"fusion 'concat'"``).
+    """
+    check_keys(cls, values, where)
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:

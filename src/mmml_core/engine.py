@@ -128,6 +128,15 @@ def _loader(
     )
 
 
+def loss_targets(targets: Mapping[str, torch.Tensor], single_modality: bool) -> Mapping[str, torch.Tensor]:
+    """What each head learns. A single-modality model (no fusion) predicts the multimodal
+    label with its one head (the paper's "text-only" rows); in a fused model each subnet head
+    learns its own modality's label where the dataset has one (DESIGN §7)."""
+    if not single_modality:
+        return targets
+    return {h: targets["M"] for h in targets}
+
+
 @torch.no_grad()
 def evaluate(
     model: MultimodalModel,
@@ -137,6 +146,7 @@ def evaluate(
     amp: bool = True,
 ) -> dict[str, Any]:
     """Predictions per head and targets over a loader, plus the mean loss."""
+    single_modality = model.fusion is None
     model.eval()
     preds: dict[str, list[torch.Tensor]] = {}
     targets: dict[str, list[torch.Tensor]] = {}
@@ -149,7 +159,7 @@ def evaluate(
             device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"
         ):
             out = model(batch_t["inputs"])
-        total, _ = loss_fn(out, batch_t["targets"])
+        total, _ = loss_fn(out, loss_targets(batch_t["targets"], single_modality))
         n = len(batch["ids"])
         loss_sum += total.float() * n
         count += n
@@ -316,6 +326,7 @@ def train_seed(
         valid_split, collate, cfg.eval_batch_size, cfg, train=False, seed=seed, epoch=0
     )
     use_amp = cfg.amp and device.type == "cuda"
+    single = spec.fusion is None
     epochs_here = 0
     bar = tqdm(
         total=cfg.max_epochs,
@@ -336,7 +347,7 @@ def train_seed(
             batch_t = _to_device(batch, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 preds = model(batch_t["inputs"])
-            total, _ = loss_fn(preds, batch_t["targets"])
+            total, _ = loss_fn(preds, loss_targets(batch_t["targets"], single))
             optim.zero_grad(set_to_none=True)
             total.backward()
             if cfg.grad_clip is not None:

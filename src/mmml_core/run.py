@@ -28,15 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from mmml_core import registry
-from mmml_core.config import ConfigError, build_config, describe_fields, parse_value
+from mmml_core.config import ConfigError, build_config, check_keys, describe_fields, parse_value
 
 __all__ = [
     "DATASET_DEFAULTS",
     "DEFAULT_ENCODERS",
     "PRESETS_DIR",
+    "ComparisonRow",
     "RunConfig",
     "apply_override",
     "load_config_file",
+    "run_comparison",
     "run_experiment",
     "summary_table",
 ]
@@ -130,7 +132,16 @@ def preset_path(name: str) -> Path:
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict) and k != "weights":
+        old = out.get(k)
+        renamed = (isinstance(v, Mapping) and isinstance(old, dict) and "name" in v
+                   and v.get("name") != old.get("name"))
+        if isinstance(v, str) and isinstance(old, dict) and v != old.get("name"):
+            renamed = True  # a component given by name only replaces the old one and its config
+        if renamed:
+            out[k] = copy.deepcopy(v)
+        elif isinstance(v, str) and isinstance(old, dict):
+            pass  # the same component named again keeps its config
+        elif isinstance(v, Mapping) and isinstance(old, dict) and k != "weights":
             out[k] = _merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
@@ -217,14 +228,10 @@ def resolve(
         heads = [MODALITY_HEADS[mods[0]]]
     if fusion is not None:
         cls = registry.load("fusion", fusion["name"])
-        build_config(
-            cls.Config,
-            {**fusion["config"], "input_dims": {m: 1 for m in mods}},
-            f"fusion {fusion['name']!r}",
-        )
+        check_keys(cls.Config, fusion["config"], f"fusion {fusion['name']!r}", ["input_dims"])
     for role, comp in (("head", head), ("subnet_head", subnet)):
         cls = registry.load("head", comp["name"])
-        build_config(cls.Config, {"in_dim": 1, **comp["config"]}, f"{role} {comp['name']!r}")
+        check_keys(cls.Config, comp["config"], f"{role} {comp['name']!r}", ["in_dim"])
 
     loss = _component(merged.get("loss", "l1"))
     loss_cls = registry.load("loss", loss["name"])
@@ -473,3 +480,65 @@ def summary_table(per_seed: Sequence[Mapping[str, Any]], scheme: str) -> tuple[s
             )
             writer.writerow([selection, head, *[f"{v:.6g}" for v in row]])
     return "\n".join(lines) + "\n", buf.getvalue()
+
+
+# -- comparisons of several runs (the paper's tables) -----------------------------------------
+
+
+@dataclass
+class ComparisonRow:
+    """One row of a comparison table: a label, the run's configuration layers, and the head
+    whose test metrics the row reports."""
+
+    label: str
+    layers: list[dict[str, Any]]
+    head: str = "M"
+    modalities: list[str] | None = None
+
+
+def run_comparison(
+    rows: Sequence[ComparisonRow],
+    out_dir: str | Path,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    log: Any = None,
+) -> tuple[str, dict[str, Any]]:
+    """Train every row (each into ``out_dir/<n>-<label>``) and return a Markdown table per
+    checkpoint selection plus the aggregates. Rows already finished are read back."""
+    log = log or sys.stderr
+    out = Path(out_dir)
+    results: dict[str, Any] = {}
+    scheme = None
+    for i, row in enumerate(rows):
+        cfg = resolve(row.layers, row.modalities)
+        slug = "".join(c if c.isalnum() else "-" for c in row.label.lower()).strip("-")
+        print(f"== {row.label}", file=log)
+        res = run_experiment(cfg, out / f"{i}-{slug}", resume=resume, progress=progress, log=log)
+        scheme = res["summary"]["scheme"]
+        results[row.label] = {"head": row.head, "aggregate": res["summary"]["aggregate"],
+                              "seeds": cfg.seeds}
+    from mmml_core.metrics import METRIC_KEYS, PERCENT_KEYS
+
+    keys = METRIC_KEYS[scheme or "sims"]
+    parts = []
+    for selection, title in SELECTION_LABELS.items():
+        lines = [f"Checkpoint: {title}. Test metrics, mean ± std over seeds; accuracies and F1 ×100.",
+                 "", "| run | head | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+        for label, r in results.items():
+            metrics = r["aggregate"][selection][r["head"]]
+            cells = []
+            for k in keys:
+                mean, std = metrics[k]
+                if math.isnan(mean):
+                    cells.append("nan")
+                elif k in PERCENT_KEYS:
+                    cells.append(f"{100 * mean:.2f} ± {100 * std:.2f}")
+                else:
+                    cells.append(f"{mean:.3f} ± {std:.3f}")
+            lines.append(f"| {label} | {HEAD_LABELS[r['head']]} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    table = "\n\n".join(parts) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.md").write_text(table)
+    return table, results
