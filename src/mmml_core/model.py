@@ -77,6 +77,11 @@ class ModelSpec:
             )
         if self.fusion is None and len(self.encoders) > 1:
             raise ValueError("several encoders need a fusion")
+        if self.fusion is not None and "M" not in self.heads:
+            raise ValueError(
+                f"a fused model needs the fused head M (heads {list(self.heads)}); drop the "
+                "fusion for a single-modality model"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         def c(s: ComponentSpec) -> dict[str, Any]:

@@ -1,0 +1,357 @@
+"""``cross_attn``: the MMML fusion network (Wu et al., "Multi-Modality Multi-Loss Fusion
+Network", section 3.2 and Fig. 1; the two variants of section 3.4 and Table 6).
+
+Specification: DESIGN §6. A learned CLS vector is prepended to each modality's sequence (its
+mask gets a leading keep), then ``layers`` identical (but not weight-shared) layers run, each,
+for the text sequence L and the audio sequence A::
+
+    L1 = LN(L  + Drop(O · MHA(q=L,  k=v=A,  keys masked by A's mask)))   # cross-attention;
+    A1 = LN(A  + Drop(O · MHA(q=A,  k=v=L,  keys masked by L's mask)))   # both read L and A
+    L2 = LN(L1 + Drop(O · MHA(q=k=v=L1, keys masked by L's mask)))       # self-attention
+    A2 = LN(A1 + Drop(O · MHA(q=k=v=A1, keys masked by A's mask)))
+    L' = LN(L2 + Drop(W2 · ReLU(W1 · L2)))                               # position-wise FFN
+    A' = LN(A2 + Drop(W2 · ReLU(W1 · A2)))
+
+Every attention block has its own Q, K, V, O projections (with bias) and its own LayerNorm;
+there is no positional encoding (the encoders below already encoded positions). Attention
+runs through ``torch.nn.functional.scaled_dot_product_attention`` with a boolean key-padding
+mask; the CLS position is always a valid key, so no attention row is ever fully masked.
+
+Output per ``variant``:
+
+- ``fused`` (the paper's model): ``concat(L'[:, 0], A'[:, 0])``, width 2H.
+- ``concat`` (section 3.4, "Concatenation Variation"): per modality
+  ``ReLU(Linear(2H, H)(Drop(concat(original pooled, fused CLS))))``, then the two modalities
+  concatenated: width 2H.
+- ``transformer`` (section 3.4, "Transformer Variation"): per modality the original hidden
+  states and the fused states are concatenated along features (width 2H) and run through a
+  small standard post-norm transformer encoder (``variant_layers`` layers, FFN 4·2H); the
+  modality's feature is the masked mean of its hidden states (``transformer_pool="mean"``,
+  the paper's text) or the output at a new learned 2H CLS (``"cls"``, the authors' code);
+  the two modalities concatenated: width 4H.
+  Alignment: the fused sequence has the CLS at position 0, the encoder sequence has no CLS;
+  position 0 of the original side holds the encoder's pooled vector (the original
+  utterance-level summary, as the ``concat`` variant pairs it with the fused CLS), and
+  positions 1.. hold the encoder's hidden states, so every row pairs a time step with its
+  own fused state.
+
+Width H: ``hidden``, or by default the text encoder's width (768 for roberta-base, the paper's
+setup). When every encoder already has width H there is no projection; otherwise each
+modality gets a ``Linear(D_m, H)`` (applied to its hidden states and, for the variants, its
+pooled vector), so the "original" signals of the variants are the projected ones.
+
+Padding: padded encoder positions are zeroed on entry, so no value there (not even NaN or
+inf) can reach a valid position; padded query rows compute finite values that never feed a
+valid position or a CLS, because they are masked out as keys everywhere.
+
+Legend of the letters in shape comments:
+    B   batch size
+    T   a modality's encoder sequence length; T+1 with the CLS prepended
+    Tq  query length, Tk key length of one attention call
+    D   a modality's encoder width (D_m)
+    H   fusion width; h heads of width d = H / h
+    W   width of the transformer variant, 2H
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmml_core.interfaces import EncoderOutput, Fusion
+
+__all__ = [
+    "MODALITIES",
+    "POOLS",
+    "VARIANTS",
+    "CrossAttentionFusion",
+    "CrossAttentionFusionConfig",
+]
+
+#: The two modalities the fusion pairs, in output order (text features first).
+MODALITIES: tuple[str, str] = ("text", "audio")
+VARIANTS: tuple[str, ...] = ("fused", "concat", "transformer")
+POOLS: tuple[str, ...] = ("mean", "cls")
+_OTHER = {"text": "audio", "audio": "text"}
+
+
+@dataclass
+class CrossAttentionFusionConfig:
+    # modality -> encoder width; filled in by the model assembly; exactly text and audio
+    input_dims: dict[str, int] = field(default_factory=dict)
+    # H; None = the text encoder's width, so the paper's equal-width encoders need no projection
+    hidden: int | None = None
+    heads: int = 12  # as the base encoders the fusion sits on (DESIGN §6)
+    layers: int = 5  # the paper (appendix A.1) found 5 fusion layers best
+    dropout: float = 0.3  # on every residual branch (hidden dropout), DESIGN §6
+    attention_dropout: float = 0.3  # on the attention probabilities, DESIGN §6
+    layer_norm_eps: float = 1e-12  # the BERT/RoBERTa value, matching the text encoder
+    variant: str = "fused"  # fused | concat | transformer (paper section 3.4, Table 6)
+    # transformer variant only: the paper says "transformer encoders" (plural); 2 is the
+    # smallest plural stack and keeps the variant's cost near one extra fusion layer
+    variant_layers: int = 2
+    # transformer variant only: "mean" of the hidden states (paper's text) or a new 2H "cls"
+    # vector (authors' code)
+    transformer_pool: str = "mean"
+
+    def __post_init__(self) -> None:
+        dims = dict(self.input_dims)
+        if sorted(dims) != sorted(MODALITIES):
+            raise ValueError(
+                "cross_attn fuses exactly the two modalities 'text' and 'audio' (its layers "
+                f"pair one query modality with one key modality); got input_dims {dims}"
+            )
+        bad = {m: d for m, d in dims.items() if not isinstance(d, int) or d <= 0}
+        if bad:
+            raise ValueError(f"input_dims must be positive integers, got {bad}")
+        if self.hidden is not None and self.hidden <= 0:
+            raise ValueError(f"hidden must be positive or None, got {self.hidden}")
+        width = self.width
+        if self.heads <= 0 or width % self.heads:
+            raise ValueError(f"the fusion width H={width} is not divisible by heads={self.heads}")
+        if self.layers < 1:
+            raise ValueError(f"layers must be at least 1, got {self.layers}")
+        for name in ("dropout", "attention_dropout"):
+            p = getattr(self, name)
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.transformer_pool not in POOLS:
+            raise ValueError(
+                f"transformer_pool must be one of {POOLS}, got {self.transformer_pool!r}"
+            )
+        if self.variant_layers < 1:
+            raise ValueError(f"variant_layers must be at least 1, got {self.variant_layers}")
+
+    @property
+    def width(self) -> int:
+        """H: ``hidden`` if given, else the text encoder's width."""
+        return self.hidden if self.hidden is not None else int(self.input_dims["text"])
+
+
+class _Attention(nn.Module):
+    """Multi-head attention with its own Q, K, V, O projections (with bias).
+
+    ``key_mask`` (B, Tk) is True on keys that take part; every row must have one.
+    """
+
+    def __init__(self, width: int, heads: int, attention_dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.attention_dropout = attention_dropout
+        self.q = nn.Linear(width, width)
+        self.k = nn.Linear(width, width)
+        self.v = nn.Linear(width, width)
+        self.o = nn.Linear(width, width)
+
+    def forward(self, query: Tensor, context: Tensor, key_mask: Tensor) -> Tensor:
+        B, Tq, H = query.shape
+        Tk = context.shape[1]
+        h, d = self.heads, H // self.heads
+        q = self.q(query).view(B, Tq, h, d).transpose(1, 2)  # (B, h, Tq, d)
+        k = self.k(context).view(B, Tk, h, d).transpose(1, 2)  # (B, h, Tk, d)
+        v = self.v(context).view(B, Tk, h, d).transpose(1, 2)  # (B, h, Tk, d)
+        mask = key_mask[:, None, None, :]  # (B, 1, 1, Tk), broadcast over heads and queries
+        p = self.attention_dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B,h,Tq,d)
+        out = out.transpose(1, 2).reshape(B, Tq, H)  # (B, Tq, H)
+        return self.o(out)  # (B, Tq, H)
+
+
+class _AttentionBlock(nn.Module):
+    """Post-norm residual attention: ``LN(x + Drop(O · MHA(q=x, k=v=context)))``."""
+
+    def __init__(
+        self, width: int, heads: int, dropout: float, attention_dropout: float, eps: float
+    ) -> None:
+        super().__init__()
+        self.attention = _Attention(width, heads, attention_dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(width, eps=eps)
+
+    def forward(self, x: Tensor, context: Tensor, key_mask: Tensor) -> Tensor:
+        return self.norm(x + self.dropout(self.attention(x, context, key_mask)))  # (B, Tq, H)
+
+
+class _FeedForwardBlock(nn.Module):
+    """Post-norm residual position-wise FFN: ``LN(x + Drop(W2 · ReLU(W1 · x)))``, inner 4x."""
+
+    def __init__(self, width: int, dropout: float, eps: float) -> None:
+        super().__init__()
+        self.up = nn.Linear(width, 4 * width)
+        self.down = nn.Linear(4 * width, width)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(width, eps=eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x + self.dropout(self.down(F.relu(self.up(x)))))  # (B, T, H)
+
+
+class _FusionLayer(nn.Module):
+    """One MMML fusion layer: cross-attention both ways, self-attention, FFN (per modality)."""
+
+    def __init__(self, c: CrossAttentionFusionConfig) -> None:
+        super().__init__()
+        H = c.width
+
+        def attention() -> _AttentionBlock:
+            return _AttentionBlock(H, c.heads, c.dropout, c.attention_dropout, c.layer_norm_eps)
+
+        # keyed by the modality whose sequence the block updates (the query modality)
+        self.cross = nn.ModuleDict({m: attention() for m in MODALITIES})
+        self.self_attn = nn.ModuleDict({m: attention() for m in MODALITIES})
+        self.ffn = nn.ModuleDict(
+            {m: _FeedForwardBlock(H, c.dropout, c.layer_norm_eps) for m in MODALITIES}
+        )
+
+    def forward(self, x: Mapping[str, Tensor], mask: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        # both cross-attentions read this layer's inputs (not each other's outputs)
+        crossed = {m: self.cross[m](x[m], x[_OTHER[m]], mask[_OTHER[m]]) for m in MODALITIES}
+        selfed = {m: self.self_attn[m](crossed[m], crossed[m], mask[m]) for m in MODALITIES}
+        return {m: self.ffn[m](selfed[m]) for m in MODALITIES}  # each (B, T+1, H)
+
+
+class _EncoderLayer(nn.Module):
+    """A standard post-norm transformer encoder layer (the ``transformer`` variant)."""
+
+    def __init__(self, width: int, c: CrossAttentionFusionConfig) -> None:
+        super().__init__()
+        self.self_attn = _AttentionBlock(
+            width, c.heads, c.dropout, c.attention_dropout, c.layer_norm_eps
+        )
+        self.ffn = _FeedForwardBlock(width, c.dropout, c.layer_norm_eps)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.ffn(self.self_attn(x, x, mask))  # (B, T, W)
+
+
+class CrossAttentionFusion(Fusion):
+    """The MMML fusion network over text and audio; see the module docstring."""
+
+    Config = CrossAttentionFusionConfig
+
+    def __init__(self, config: CrossAttentionFusionConfig) -> None:
+        super().__init__(config)
+        c = config
+        H = c.width
+        self.hidden_size = H
+        dims = {m: int(c.input_dims[m]) for m in MODALITIES}
+        self.proj: nn.ModuleDict | None = None
+        if any(d != H for d in dims.values()):
+            self.proj = nn.ModuleDict({m: nn.Linear(dims[m], H) for m in MODALITIES})
+        self.cls = nn.ParameterDict({m: nn.Parameter(torch.empty(H)) for m in MODALITIES})
+        self.layers = nn.ModuleList([_FusionLayer(c) for _ in range(c.layers)])
+
+        self.mix: nn.ModuleDict | None = None
+        self.variant_encoders: nn.ModuleDict | None = None
+        self.variant_cls: nn.ParameterDict | None = None
+        if c.variant == "fused":
+            self.out_dim = 2 * H
+        elif c.variant == "concat":
+            self.mix = nn.ModuleDict(
+                {
+                    m: nn.Sequential(nn.Dropout(c.dropout), nn.Linear(2 * H, H), nn.ReLU())
+                    for m in MODALITIES
+                }
+            )
+            self.out_dim = 2 * H
+        else:  # transformer
+            W = 2 * H
+            self.variant_encoders = nn.ModuleDict(
+                {
+                    m: nn.ModuleList([_EncoderLayer(W, c) for _ in range(c.variant_layers)])
+                    for m in MODALITIES
+                }
+            )
+            if c.transformer_pool == "cls":
+                self.variant_cls = nn.ParameterDict(
+                    {m: nn.Parameter(torch.empty(W)) for m in MODALITIES}
+                )
+            self.out_dim = 2 * W
+        self.reset_parameters()
+
+    @classmethod
+    def contract_config(cls) -> dict[str, Any]:
+        """Tiny settings for the contract tests (input_dims come from the contract)."""
+        return {"hidden": 16, "heads": 2, "layers": 2, "variant_layers": 1}
+
+    def reset_parameters(self) -> None:
+        """BERT-style init (the encoders' convention): N(0, 0.02) weights and CLS vectors,
+        zero biases, unit LayerNorms."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        for p in self.cls.values():
+            nn.init.normal_(p, std=0.02)
+        if self.variant_cls is not None:
+            for p in self.variant_cls.values():
+                nn.init.normal_(p, std=0.02)
+
+    def _with_cls(self, x: Tensor, keep: Tensor, cls: Tensor) -> tuple[Tensor, Tensor]:
+        """Prepend a learned vector and a keep to a sequence and its mask."""
+        B = x.shape[0]
+        first = cls.to(x.dtype).expand(B, 1, -1)  # (B, 1, width)
+        x = torch.cat([first, x], dim=1)  # (B, T+1, width)
+        keep = torch.cat([keep.new_ones(B, 1), keep], dim=1)  # (B, T+1)
+        return x, keep
+
+    def forward(self, encoded: Mapping[str, EncoderOutput]) -> Tensor:
+        missing = [m for m in MODALITIES if m not in encoded]
+        if missing:
+            raise KeyError(f"cross_attn needs both 'text' and 'audio'; missing {missing}")
+        x: dict[str, Tensor] = {}
+        mask: dict[str, Tensor] = {}
+        original: dict[str, Tensor] = {}
+        pooled: dict[str, Tensor] = {}
+        for m in MODALITIES:
+            out = encoded[m]
+            keep = out.mask.bool()  # (B, T)
+            h = out.hidden.masked_fill(~keep[..., None], 0.0)  # (B, T, D), padding zeroed
+            p = out.pooled  # (B, D)
+            if self.proj is not None:
+                h = self.proj[m](h)  # (B, T, H)
+                p = self.proj[m](p)  # (B, H)
+            original[m], pooled[m] = h, p
+            x[m], mask[m] = self._with_cls(h, keep, self.cls[m])  # (B, T+1, H), (B, T+1)
+
+        for layer in self.layers:
+            x = layer(x, mask)
+
+        variant = self.config.variant
+        if variant == "fused":
+            return torch.cat([x[m][:, 0] for m in MODALITIES], dim=-1)  # (B, 2H)
+        if variant == "concat":
+            assert self.mix is not None
+            feats = [
+                self.mix[m](torch.cat([pooled[m], x[m][:, 0]], dim=-1))  # (B, 2H) -> (B, H)
+                for m in MODALITIES
+            ]
+            return torch.cat(feats, dim=-1)  # (B, 2H)
+
+        assert self.variant_encoders is not None
+        feats = []
+        for m in MODALITIES:
+            # original side aligned with the fused side: pooled vector opposite the fused CLS
+            orig = torch.cat([pooled[m][:, None], original[m]], dim=1)  # (B, T+1, H)
+            z = torch.cat([orig, x[m]], dim=-1)  # (B, T+1, W)
+            keep = mask[m]  # (B, T+1)
+            if self.variant_cls is not None:
+                z, keep = self._with_cls(z, keep, self.variant_cls[m])  # (B, T+2, W)
+            for layer in self.variant_encoders[m]:
+                z = layer(z, keep)  # (B, T+1 or T+2, W)
+            if self.variant_cls is not None:
+                feats.append(z[:, 0])  # (B, W)
+            else:
+                total = z.masked_fill(~keep[..., None], 0.0).sum(dim=1)  # (B, W)
+                feats.append(total / keep.sum(dim=1, keepdim=True).to(z.dtype))  # (B, W)
+        return torch.cat(feats, dim=-1)  # (B, 2W) = (B, 4H)
