@@ -1,0 +1,369 @@
+"""What the ``data2vec`` and ``hubert`` audio encoders share (paper section 3.1, audio subnet).
+
+Both are wav2vec 2.0-family models: a convolutional feature extractor turns 16 kHz samples
+into 50 Hz frames (receptive field 400 samples, stride 320), a linear projection widens them,
+a convolutional positional embedding is added, and a transformer encodes the frames. The
+architecture files (:mod:`mmml_encoders_hf.data2vec`, :mod:`mmml_encoders_hf.hubert`) add the
+parts that differ; this module holds the rest.
+
+What this encoder does, following the appendix and DESIGN §4-5:
+
+- ``preprocess`` (DataLoader worker): cut every utterance to ``max_seconds``, normalise it to
+  zero mean and unit variance over its own samples when the checkpoint's feature-extractor
+  config says ``do_normalize`` (random presets: yes, as the authors did), and pad with zeros to
+  the longest item of the batch, with a sample-level ``attention_mask``.
+- ``forward``: the feature extractor is frozen (no parameter takes a gradient and it runs
+  without building a graph); the frame mask comes from the model's conv output-length formula
+  (``_get_feat_extract_output_lengths``); attention runs through SDPA; ``pooled`` is the mean
+  of the last hidden states over the valid frames.
+
+Padding invariance. An utterance encoded inside a padded batch gives the same valid-frame
+hidden states and pooled vector as the utterance encoded alone (to float32 rounding). The
+plain transformers forward does not guarantee that, and neither did the original fairseq
+code, in two places, which this module handles explicitly:
+
+1. Group norm in the first conv layer (``feat_extract_norm="group"``: HuBERT base,
+   chinese-hubert-base, wav2vec2-base) normalises each channel over the whole time axis,
+   padding included, and those checkpoints are meant to be run without an attention mask.
+   Here the statistics of that layer are taken over the item's valid frames only, which is
+   exactly what the layer computes for the unpadded utterance.
+2. A multi-layer convolutional positional embedding (data2vec-audio: 5 layers) zeroes the
+   padded frames only before its first layer; later layers see non-zero padding near the end
+   of a short item. Here padded frames are zeroed after every layer, which reproduces the
+   zero padding each convolution sees on the unpadded utterance.
+
+So for real checkpoints the outputs equal what the published model computes on each utterance
+by itself (batch of one), which is also how the authors' numbers would not depend on batch
+composition. Valid frames never read padded samples in the conv stack: the output-length
+formula counts exactly the frames whose receptive field lies inside the utterance.
+
+Letters: B batch, S samples, C conv channels, T frames, D width.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, Wav2Vec2FeatureExtractor
+from transformers.masking_utils import create_bidirectional_mask
+
+from mmml_core.interfaces import EncoderOutput, FeatureEncoder
+from mmml_encoders_hf.checkpoints import LANGUAGES, CheckpointError, resolve
+
+__all__ = ["AudioConfig", "AudioEncoder", "masked_group_norm", "normalize_waveform"]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # raw audio items are 16 kHz mono (mmml_core.interfaces)
+NORM_EPS = 1e-7  # variance floor of the authors' (and transformers') per-utterance normalisation
+
+
+@dataclass
+class AudioConfig:
+    # Empty picks the language's default (DESIGN §5); else a hub id, a local directory
+    # (from_pretrained / save_pretrained layout) or random:tiny / random:base.
+    checkpoint: str = ""
+    # English is the paper's MOSI/MOSEI setting; picks the default checkpoint only.
+    language: str = "en"
+    # The authors kept at most 6 s (96,000 samples) per utterance (DESIGN §4).
+    max_seconds: float = 6.0
+    # The authors froze the CNN feature extractor (paper appendix); it also saves most of the
+    # activation memory of the audio branch.
+    freeze_feature_extractor: bool = True
+    # None: as the checkpoint's feature-extractor config says (do_normalize); True/False
+    # overrides it. Random presets normalise, as the authors did.
+    normalize: bool | None = None
+    # None: the checkpoint's LayerDrop probability (training only; 0 for random:tiny).
+    layerdrop: float | None = None
+    # None: the checkpoint's SpecAugment time-masking probability (training only; 0 for
+    # random:tiny, 0.05 in the published base configs).
+    mask_time_prob: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.language not in LANGUAGES:
+            raise ValueError(f"language must be one of {LANGUAGES}, got {self.language!r}")
+        if not self.max_seconds > 0:
+            raise ValueError(f"max_seconds must be positive, got {self.max_seconds}")
+        for name in ("layerdrop", "mask_time_prob"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
+
+
+def normalize_waveform(wave: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance over the utterance's own samples (float32)."""
+    wave = wave.astype(np.float64)
+    return ((wave - wave.mean()) / np.sqrt(wave.var() + NORM_EPS)).astype(np.float32)
+
+
+def masked_group_norm(x: Tensor, lengths: Tensor, norm: nn.GroupNorm) -> Tensor:
+    """``norm`` applied to each item as if it were ``lengths[b]`` frames long.
+
+    ``x`` is (B, C, T); statistics of each group use only the first ``lengths[b]`` frames, the
+    formula of :class:`torch.nn.GroupNorm` (biased variance, ``norm.eps``), computed in float32
+    as autocast computes group norm. Padded frames are normalised with the same statistics;
+    nothing valid depends on them.
+    """
+    b, c, t = x.shape
+    g = norm.num_groups
+    valid = torch.arange(t, device=x.device)[None, :] < lengths[:, None]  # (B, T)
+    keep = valid[:, None, None, :].float()  # (B, 1, 1, T)
+    xg = x.float().reshape(b, g, c // g, t)  # (B, G, C/G, T)
+    count = lengths.float()[:, None, None, None] * (c // g)  # (B, 1, 1, 1)
+    mean = (xg * keep).sum(dim=(2, 3), keepdim=True) / count  # (B, G, 1, 1)
+    var = (((xg - mean) * keep) ** 2).sum(dim=(2, 3), keepdim=True) / count  # (B, G, 1, 1)
+    y = ((xg - mean) * torch.rsqrt(var + norm.eps)).reshape(b, c, t)  # (B, C, T)
+    if norm.affine:
+        y = y * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
+    return y.to(x.dtype)
+
+
+def _conv_out_length(lengths: Tensor, conv: nn.Conv1d) -> Tensor:
+    """Valid output frames of an unpadded, undilated strided convolution."""
+    return torch.div(lengths - conv.kernel_size[0], conv.stride[0], rounding_mode="floor") + 1
+
+
+class AudioEncoder(FeatureEncoder):
+    """Base of the wav2vec 2.0-family encoders; subclasses set the class attributes below and
+    implement :meth:`random_config`, :meth:`_project` and :meth:`_positional`.
+
+    Attributes: ``model`` is the transformers model (``model.feature_extractor`` is its CNN);
+    ``preprocessor`` is what transformers calls the checkpoint's *feature extractor*, the
+    waveform-preprocessing config (``preprocessor_config.json``), or None when the checkpoint
+    has none; ``do_normalize`` is the normalisation ``preprocess`` applies.
+    """
+
+    modality: ClassVar[str] = "audio"
+    Config: ClassVar[type] = AudioConfig
+    MODEL_TYPES: ClassVar[tuple[str, ...]]  # accepted config.model_type values
+    DEFAULT_CHECKPOINTS: ClassVar[dict[str, str]]  # language -> hub id
+
+    def __init__(self, config: AudioConfig) -> None:
+        super().__init__(config)
+        if not config.checkpoint and config.language not in self.DEFAULT_CHECKPOINTS:
+            raise CheckpointError(
+                f"{type(self).__name__} has no default checkpoint for language "
+                f"{config.language!r}; pass checkpoint= (defaults: {self.DEFAULT_CHECKPOINTS})"
+            )
+        self.checkpoint = config.checkpoint or self.DEFAULT_CHECKPOINTS[config.language]
+        self.max_samples = int(round(config.max_seconds * SAMPLE_RATE))
+        overrides = {
+            k: v
+            for k, v in (("layerdrop", config.layerdrop), ("mask_time_prob", config.mask_time_prob))
+            if v is not None
+        }
+        source = resolve(self.checkpoint)
+        if source.kind == "random":
+            hf_config = self.random_config(source.name)
+            for key, value in overrides.items():
+                setattr(hf_config, key, value)
+            self.model = AutoModel.from_config(hf_config, attn_implementation="sdpa")
+            # The authors' normalisation; saved with save_pretrained for directory round trips.
+            self.preprocessor = Wav2Vec2FeatureExtractor(
+                feature_size=1,
+                sampling_rate=SAMPLE_RATE,
+                padding_value=0.0,
+                do_normalize=True,
+                return_attention_mask=True,
+            )
+        else:
+            self.preprocessor, self.model = self._load_pretrained(
+                source.name, source.load_kwargs, overrides
+            )
+        self._check_architecture()
+        if config.normalize is not None:
+            self.do_normalize = config.normalize
+        elif self.preprocessor is not None:
+            self.do_normalize = bool(getattr(self.preprocessor, "do_normalize", False))
+        else:
+            raise CheckpointError(
+                f"{self.checkpoint!r} has no feature-extractor config (preprocessor_config.json), "
+                "so it does not say whether to normalise waveforms; set normalize=true or false"
+            )
+        if config.freeze_feature_extractor:
+            for p in self.model.feature_extractor.parameters():
+                p.requires_grad_(False)
+
+    # -- per architecture -------------------------------------------------------------------
+
+    @classmethod
+    def random_config(cls, preset: str) -> Any:
+        """The transformers config of ``random:<preset>``."""
+        raise NotImplementedError
+
+    def _project(self, features: Tensor) -> Tensor:
+        """(B, T, C) conv features -> (B, T, D) encoder input."""
+        raise NotImplementedError
+
+    def _positional(self, hidden: Tensor, keep: Tensor) -> Tensor:
+        """Convolutional positional embedding of ``hidden`` (B, T, D), padded frames zero;
+        ``keep`` (B, T, 1) is 1 on valid frames."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+
+    @classmethod
+    def contract_config(cls) -> dict[str, Any]:
+        return {"checkpoint": "random:tiny"}
+
+    @property
+    def dim(self) -> int:  # D
+        return int(self.model.config.hidden_size)
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest utterance that yields one frame (400 samples, 25 ms, for base models)."""
+        n = 1
+        for layer in reversed(self.model.feature_extractor.conv_layers):
+            n = (n - 1) * layer.conv.stride[0] + layer.conv.kernel_size[0]
+        return n
+
+    def frame_lengths(self, sample_lengths: Tensor) -> Tensor:
+        """Valid frames per item, by the model's own conv output-length formula."""
+        return self.model._get_feat_extract_output_lengths(sample_lengths).to(torch.long)
+
+    def preprocess(self, items: Sequence[Any]) -> dict[str, Tensor]:
+        """Cut to ``max_seconds``, normalise per utterance if configured, pad with zeros."""
+        waves = []
+        for i, item in enumerate(items):
+            wave = np.asarray(item, dtype=np.float32)
+            if wave.ndim != 1:
+                raise ValueError(f"audio item {i} has shape {wave.shape}; expected 1-D samples")
+            wave = wave[: self.max_samples]
+            if len(wave) < self.min_samples:
+                raise ValueError(
+                    f"audio item {i} has {len(wave)} samples; the encoder needs at least "
+                    f"{self.min_samples} ({self.min_samples / SAMPLE_RATE * 1000:.0f} ms at 16 kHz)"
+                )
+            waves.append(normalize_waveform(wave) if self.do_normalize else wave)
+        if not waves:
+            raise ValueError("preprocess got no audio items")
+        longest = max(len(w) for w in waves)
+        values = np.zeros((len(waves), longest), dtype=np.float32)  # (B, S)
+        mask = np.zeros((len(waves), longest), dtype=np.int64)  # (B, S)
+        for i, w in enumerate(waves):
+            values[i, : len(w)] = w
+            mask[i, : len(w)] = 1
+        return {"input_values": torch.from_numpy(values), "attention_mask": torch.from_numpy(mask)}
+
+    def _extract(self, values: Tensor, lengths: Tensor) -> Tensor:
+        """The conv feature extractor, (B, S) -> (B, C, T), group norm over valid frames."""
+        x = values[:, None]  # (B, 1, S)
+        for layer in self.model.feature_extractor.conv_layers:
+            lengths = _conv_out_length(lengths, layer.conv)
+            norm = getattr(layer, "layer_norm", None)
+            if isinstance(norm, nn.GroupNorm):
+                x = layer.activation(masked_group_norm(layer.conv(x), lengths, norm))  # (B, C, T)
+            else:
+                x = layer(x)  # (B, C, T); a layer norm here acts per frame
+        return x
+
+    def forward(self, inputs: Mapping[str, Tensor]) -> EncoderOutput:
+        values = inputs["input_values"]  # (B, S)
+        lengths = inputs["attention_mask"].sum(-1).to(torch.long)  # (B,)
+        frozen = self.config.freeze_feature_extractor
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            features = self._extract(values, lengths).transpose(1, 2)  # (B, T, C)
+        frames = self.frame_lengths(lengths)  # (B,); the longest item fills all T frames
+        t = features.shape[1]
+        mask = torch.arange(t, device=values.device)[None, :] < frames[:, None]  # (B, T)
+        hidden = self._project(features)  # (B, T, D)
+        # SpecAugment as the checkpoint configures it (training only, valid frames only).
+        hidden = self.model._mask_hidden_states(hidden, attention_mask=mask.long())
+        hidden = self._encode(hidden, mask)  # (B, T, D)
+        keep = mask[..., None].to(hidden.dtype)  # (B, T, 1)
+        hidden = hidden * keep  # padding zeroed
+        # masked mean over valid frames (padding is zero), summed in float32
+        pooled = (hidden.float().sum(1) / frames[:, None].float()).to(hidden.dtype)  # (B, D)
+        return EncoderOutput(hidden=hidden, mask=mask, pooled=pooled)
+
+    def _encode(self, hidden: Tensor, mask: Tensor) -> Tensor:
+        """The transformer encoder of the checkpoint with masked positional convolution.
+
+        Same order of operations as transformers' ``HubertEncoder`` /
+        ``HubertEncoderStableLayerNorm`` / ``Data2VecAudioEncoder``, including LayerDrop.
+        """
+        encoder = self.model.encoder
+        hf_config = self.model.config
+        keep = mask[..., None].to(hidden.dtype)  # (B, T, 1)
+        hidden = hidden * keep
+        hidden = hidden + self._positional(hidden, keep)  # (B, T, D)
+        stable = bool(getattr(hf_config, "do_stable_layer_norm", False))
+        if not stable:
+            hidden = encoder.layer_norm(hidden)
+        hidden = encoder.dropout(hidden)
+        attn_mask = create_bidirectional_mask(
+            config=hf_config, inputs_embeds=hidden, attention_mask=mask
+        )
+        for layer in encoder.layers:
+            if self.training and hf_config.layerdrop > 0.0:
+                if torch.rand([]) < hf_config.layerdrop:
+                    continue
+            hidden = layer(hidden, attention_mask=attn_mask)  # (B, T, D)
+        if stable:
+            hidden = encoder.layer_norm(hidden)
+        return hidden
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write weights (safetensors), config and feature-extractor config so that
+        ``checkpoint=directory`` loads them back."""
+        self.model.save_pretrained(str(directory))
+        if self.preprocessor is not None:
+            self.preprocessor.save_pretrained(str(directory))
+
+    def _check_architecture(self) -> None:
+        model_type = self.model.config.model_type
+        if model_type not in self.MODEL_TYPES:
+            raise CheckpointError(
+                f"{self.checkpoint!r} is a {model_type!r} checkpoint; {type(self).__name__} "
+                f"loads {', '.join(self.MODEL_TYPES)}"
+            )
+        if getattr(self.model.config, "add_adapter", False):
+            raise CheckpointError(f"{self.checkpoint!r}: adapter layers are not supported")
+
+    def _load_pretrained(
+        self, name: str, load_kwargs: dict[str, Any], overrides: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        try:
+            hf_config = AutoConfig.from_pretrained(name, **load_kwargs)
+            if hf_config.model_type not in self.MODEL_TYPES:
+                raise CheckpointError(
+                    f"{name!r} is a {hf_config.model_type!r} checkpoint; {type(self).__name__} "
+                    f"loads {', '.join(self.MODEL_TYPES)}"
+                )
+            for key, value in overrides.items():
+                setattr(hf_config, key, value)
+            model, info = AutoModel.from_pretrained(
+                name,
+                config=hf_config,
+                attn_implementation="sdpa",
+                dtype=torch.float32,  # autocast, not the stored dtype, decides the precision
+                output_loading_info=True,
+                **load_kwargs,
+            )
+        except CheckpointError:
+            raise
+        except OSError as exc:
+            raise CheckpointError(f"cannot load audio checkpoint {name!r}: {exc}") from exc
+        if info.get("missing_keys"):
+            log.warning(
+                "%s provides no weights for %s; transformers initialised them randomly",
+                name,
+                ", ".join(sorted(info["missing_keys"])),
+            )
+        try:
+            preprocessor = AutoFeatureExtractor.from_pretrained(name, **load_kwargs)
+        except OSError:
+            preprocessor = None  # __init__ then requires an explicit normalize=
+        if preprocessor is not None:
+            rate = getattr(preprocessor, "sampling_rate", SAMPLE_RATE)
+            if rate != SAMPLE_RATE:
+                raise CheckpointError(f"{name!r} expects {rate} Hz audio; mmml feeds 16 kHz")
+        return preprocessor, model

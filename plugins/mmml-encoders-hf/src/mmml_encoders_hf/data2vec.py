@@ -1,0 +1,68 @@
+"""The ``data2vec`` audio encoder: data2vec-audio (Baevski et al., 2022) for English speech.
+
+Paper section 3.1 (Feature Network: "Data2Vec for English") with the appendix's setup: frozen
+CNN feature extractor, fine-tuned transformer; default checkpoint
+``facebook/data2vec-audio-base`` (DESIGN §5). Everything but the two architecture specifics
+below lives in :mod:`mmml_encoders_hf.audio` (preprocessing, frozen conv stack, frame masks,
+SDPA encoder, masked-mean pooling, padding invariance).
+
+data2vec-audio specifics: layer norm in every conv layer of the feature extractor (so the conv
+stack needs no masking), a feature projection that also returns the normalised features, and a
+positional embedding of ``num_conv_pos_embeddings`` stacked grouped convolutions (5 in the
+base model), each followed by a parameter-free layer norm and GELU; padded frames are zeroed
+after each of them so a padded item sees the zero padding it would see alone.
+
+Letters: B batch, T frames, C conv channels, D width.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from torch import Tensor
+from transformers import Data2VecAudioConfig
+
+from mmml_encoders_hf.audio import AudioEncoder
+
+__all__ = ["Data2VecEncoder"]
+
+
+class Data2VecEncoder(AudioEncoder):
+    """data2vec-audio encoder (see the module docstring)."""
+
+    MODEL_TYPES: ClassVar[tuple[str, ...]] = ("data2vec-audio",)
+    # No Chinese data2vec-audio is published; Chinese audio defaults to the hubert encoder.
+    DEFAULT_CHECKPOINTS: ClassVar[dict[str, str]] = {"en": "facebook/data2vec-audio-base"}
+
+    @classmethod
+    def random_config(cls, preset: str) -> Any:
+        """``base``: transformers' defaults, the data2vec-audio-base architecture (93.2 M).
+
+        ``tiny``: the base conv strides and kernels (50 Hz frames, so masks and lengths behave
+        as in the real model) with 32 channels, width 64, 2 layers, 2 positional conv layers,
+        no LayerDrop or SpecAugment (tests want deterministic training steps).
+        """
+        if preset == "base":
+            return Data2VecAudioConfig()
+        return Data2VecAudioConfig(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=128,
+            conv_dim=(32,) * 7,
+            num_conv_pos_embeddings=2,
+            num_conv_pos_embedding_groups=4,
+            layerdrop=0.0,
+            mask_time_prob=0.0,
+        )
+
+    def _project(self, features: Tensor) -> Tensor:
+        hidden, _normed = self.model.feature_projection(features)  # (B, T, D), (B, T, C)
+        return hidden
+
+    def _positional(self, hidden: Tensor, keep: Tensor) -> Tensor:
+        x = hidden.transpose(1, 2)  # (B, D, T)
+        keep_t = keep.transpose(1, 2)  # (B, 1, T)
+        for layer in self.model.encoder.pos_conv_embed.layers:
+            x = layer(x) * keep_t  # (B, D, T); zero padding again before the next conv
+        return x.transpose(1, 2)  # (B, T, D)

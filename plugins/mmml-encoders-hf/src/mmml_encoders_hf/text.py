@@ -1,0 +1,191 @@
+"""The ``roberta`` text encoder: RoBERTa (English) and BERT-architecture RoBERTa-wwm (Chinese).
+
+Paper section 3.1 (Feature Network, text subnet) with the setup of the appendix: the text of an
+utterance is tokenized (at most 96 tokens for English, 64 for Chinese, special tokens
+included), the transformer's last hidden states form the sequence that feeds the fusion, and
+the pooler output over the first token (``<s>`` / ``[CLS]``: dense + tanh) is the utterance
+vector for the text subnet head. The model class comes from the checkpoint's ``model_type``
+through ``AutoModel``, so ``hfl/chinese-roberta-wwm-ext`` (a BERT checkpoint) loads here too.
+
+Pooler: ``roberta-base`` was converted from fairseq without trained pooler weights, so
+transformers initialises that dense layer randomly when it loads the checkpoint (and it trains
+with the rest, as in the authors' setup); this encoder logs a warning naming every weight a
+checkpoint did not provide. BERT checkpoints such as the Chinese default ship a trained pooler.
+
+Letters: B batch, T tokens, D width.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, RobertaConfig
+
+from mmml_core.interfaces import EncoderOutput, FeatureEncoder
+from mmml_encoders_hf.checkpoints import LANGUAGES, CheckpointError, resolve
+from mmml_encoders_hf.offline_tokenizers import (
+    ZH_VOCAB_SIZE,
+    chinese_tokenizer,
+    english_tokenizer,
+)
+
+__all__ = ["RobertaEncoder", "TextConfig", "random_text_config"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINTS = {"en": "roberta-base", "zh": "hfl/chinese-roberta-wwm-ext"}  # DESIGN §5
+DEFAULT_MAX_TOKENS = {"en": 96, "zh": 64}  # the authors' limits (DESIGN §4)
+MODEL_TYPES = ("roberta", "bert")
+MAX_POSITIONS = 512  # both architectures embed at most 512 positions
+
+
+@dataclass
+class TextConfig:
+    # Empty picks the language's default (DESIGN §5); else a hub id, a local directory
+    # (from_pretrained / save_pretrained layout) or random:tiny / random:base.
+    checkpoint: str = ""
+    # English is the paper's MOSI/MOSEI setting; "zh" (CH-SIMS) switches the default checkpoint
+    # and, for random presets, the tokenizer (character level) and architecture (BERT).
+    language: str = "en"
+    # None: 96 for English, 64 for Chinese, as the authors truncated; counts special tokens.
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.language not in LANGUAGES:
+            raise ValueError(f"language must be one of {LANGUAGES}, got {self.language!r}")
+        if self.max_tokens is not None and not 3 <= self.max_tokens <= MAX_POSITIONS:
+            raise ValueError(f"max_tokens must be in [3, {MAX_POSITIONS}], got {self.max_tokens}")
+
+
+def random_text_config(preset: str, language: str, vocab_size: int) -> RobertaConfig | BertConfig:
+    """Architecture of a ``random:<preset>`` text model.
+
+    ``base`` is the published architecture: roberta-base (124.6 M parameters: 50,265-entry
+    vocabulary, 514 positions, one token type) for English, bert-base with the 21,128-entry
+    vocabulary of hfl/chinese-roberta-wwm-ext (102.3 M) for Chinese. The offline tokenizer's
+    ids all fall inside those vocabularies; the unused embedding rows are simply never read.
+    ``tiny`` (width 64, 2 layers, 4 heads) sizes the embedding to the offline tokenizer.
+    """
+    tiny = dict(
+        hidden_size=64,  # small enough for CPU tests, wide enough to learn the demo set
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+    )
+    arch = tiny if preset == "tiny" else {}
+    if language == "en":
+        return RobertaConfig(
+            vocab_size=vocab_size if preset == "tiny" else 50265,
+            max_position_embeddings=MAX_POSITIONS + 2,  # RoBERTa counts from padding_idx + 1
+            type_vocab_size=1,
+            layer_norm_eps=1e-5,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            **arch,
+        )
+    return BertConfig(
+        vocab_size=vocab_size if preset == "tiny" else ZH_VOCAB_SIZE,
+        max_position_embeddings=MAX_POSITIONS,
+        pad_token_id=0,
+        **arch,
+    )
+
+
+class RobertaEncoder(FeatureEncoder):
+    """Text encoder on a RoBERTa or BERT checkpoint (see the module docstring)."""
+
+    modality: ClassVar[str] = "text"
+    Config: ClassVar[type] = TextConfig
+
+    def __init__(self, config: TextConfig) -> None:
+        super().__init__(config)
+        self.checkpoint = config.checkpoint or DEFAULT_CHECKPOINTS[config.language]
+        self.max_tokens = config.max_tokens or DEFAULT_MAX_TOKENS[config.language]
+        source = resolve(self.checkpoint)
+        if source.kind == "random":
+            self.tokenizer = english_tokenizer() if config.language == "en" else chinese_tokenizer()
+            hf_config = random_text_config(source.name, config.language, len(self.tokenizer))
+            self.model = AutoModel.from_config(hf_config, attn_implementation="sdpa")
+        else:
+            self.tokenizer, self.model = _load_pretrained(source.name, source.load_kwargs)
+        self.tokenizer.padding_side = "right"  # BERT's absolute positions need right padding
+        if self.tokenizer.pad_token_id != self.model.config.pad_token_id:
+            raise CheckpointError(
+                f"{self.checkpoint!r}: tokenizer pads with id {self.tokenizer.pad_token_id}, the "
+                f"model expects {self.model.config.pad_token_id}"
+            )
+        if getattr(self.model, "pooler", None) is None:
+            raise CheckpointError(f"{self.checkpoint!r}: the model was built without a pooler")
+
+    @classmethod
+    def contract_config(cls) -> dict[str, Any]:
+        return {"checkpoint": "random:tiny"}
+
+    @property
+    def dim(self) -> int:  # D
+        return int(self.model.config.hidden_size)
+
+    def preprocess(self, items: Sequence[Any]) -> dict[str, Tensor]:
+        """Tokenize, truncate to ``max_tokens`` and pad to the longest item (right)."""
+        texts = list(items)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text item {i} is a {type(text).__name__}, not a str")
+        enc = self.tokenizer(
+            texts,
+            padding="longest",
+            truncation=True,
+            max_length=self.max_tokens,
+            return_tensors="pt",
+            return_token_type_ids=False,
+        )
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}  # (B, T)
+
+    def forward(self, inputs: Mapping[str, Tensor]) -> EncoderOutput:
+        attention_mask = inputs["attention_mask"]  # (B, T)
+        out = self.model(input_ids=inputs["input_ids"], attention_mask=attention_mask)
+        mask = attention_mask.bool()  # (B, T)
+        hidden = out.last_hidden_state * mask[..., None]  # (B, T, D), padding zeroed
+        return EncoderOutput(hidden=hidden, mask=mask, pooled=out.pooler_output)  # pooled (B, D)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write weights (safetensors), config and tokenizer; ``checkpoint=directory`` loads them."""
+        self.model.save_pretrained(str(directory))
+        self.tokenizer.save_pretrained(str(directory))
+
+
+def _load_pretrained(name: str, load_kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    try:
+        hf_config = AutoConfig.from_pretrained(name, **load_kwargs)
+        if hf_config.model_type not in MODEL_TYPES:
+            raise CheckpointError(
+                f"{name!r} is a {hf_config.model_type!r} checkpoint; the roberta encoder loads "
+                f"{', '.join(MODEL_TYPES)}"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(name, **load_kwargs)
+        model, info = AutoModel.from_pretrained(
+            name,
+            config=hf_config,
+            attn_implementation="sdpa",
+            dtype=torch.float32,  # autocast, not the stored dtype, decides the compute precision
+            output_loading_info=True,
+            **load_kwargs,
+        )
+    except CheckpointError:
+        raise
+    except OSError as exc:
+        raise CheckpointError(f"cannot load text checkpoint {name!r}: {exc}") from exc
+    if info.get("missing_keys"):
+        log.warning(
+            "%s provides no weights for %s; transformers initialised them randomly",
+            name,
+            ", ".join(sorted(info["missing_keys"])),
+        )
+    return tokenizer, model
