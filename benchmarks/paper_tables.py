@@ -52,7 +52,9 @@ def rows_for(table: str, base: list[dict[str, Any]], language: str) -> list[Comp
         rows = []
         for label, encoder in (("openSMILE", "opensmile"), ("Mel spectrogram", "mel"),
                                (f"fine-tuned {pretrained_audio}", pretrained_audio)):
-            layers = [*base, {"model": {"encoders": {"audio": {"name": encoder, "config": {}}}}}]
+            # fusion None: an audio-only model has none, and the demo/paper presets name one
+            model = {"encoders": {"audio": {"name": encoder, "config": {}}}, "fusion": None}
+            layers = [*base, {"model": model}]
             rows.append(ComparisonRow(label, layers, head="A", modalities=["audio"]))
         return rows
     if table == "3":

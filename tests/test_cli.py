@@ -203,3 +203,40 @@ def test_killed_run_resumes_to_the_uninterrupted_result(dataset, tmp_path):
     b = json.loads((run / "seed-1" / "results.json").read_text())
     assert b["history"] == a["history"]
     assert b["selection"] == a["selection"]
+
+
+def _readme_commands() -> list[str]:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    commands, in_bash = [], False
+    for line in readme.splitlines():
+        if line.startswith("```"):
+            in_bash = line.strip() == "```bash"
+            continue
+        if in_bash and line.startswith("mmml-bench"):
+            commands.append(line.split("  #")[0].strip())
+    return commands
+
+
+def test_readme_commands_work_as_written(trained, dataset, tmp_path):
+    """Every `mmml-bench` line of the README: listings run, training lines resolve their
+    configuration (--dry-run), predict lines run on a real checkpoint, extract-audio on a
+    real (empty) dataset folder."""
+    import shlex
+
+    out, _ = trained
+    wav = next((dataset / "wav").rglob("*.wav"))
+    commands = _readme_commands()
+    assert len(commands) >= 8, commands
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        argv = [str(out / "seed-1" / "best_loss") if a == "runs/<run>/seed-1/best_loss" else a
+                for a in argv]
+        argv = [str(wav) if a == "clip.wav" else a for a in argv]
+        if argv and argv[0] == "extract-audio":
+            (tmp_path / "MOSI" / "Raw").mkdir(parents=True, exist_ok=True)
+            argv = ["extract-audio", str(tmp_path / "MOSI")]
+        elif argv and argv[0] not in ("plugins", "list", "predict") and "--help" not in argv:
+            argv = [str(tmp_path / "MOSI") if a == "~/data/MOSI" else a for a in argv]
+            argv.append("--dry-run")
+        proc = bench(*argv)
+        assert proc.returncode == 0, f"{command}\n{proc.stderr}"

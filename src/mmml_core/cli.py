@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         verb, rest = "train", argv
     parser = _verb_parser(verb)
-    args = parser.parse_args(rest)
+    # intermixed: key=value overrides may stand between options
+    args = parser.parse_intermixed_args(rest)
     module = importlib.import_module(SUBCOMMANDS[verb][0])
     try:
         return int(module.run(args) or 0)

@@ -76,8 +76,11 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-class _ModalityView:
-    """The raw items of one modality of a split, loaded lazily (for ``encoder.fit``)."""
+class _ModalityView(Sequence):
+    """The raw items of one modality of a split, loaded lazily (for ``encoder.fit``).
+
+    A full ``Sequence`` as ``FeatureEncoder.fit`` promises: negative indices and slices (a
+    slice loads its items into a list) work as on a list."""
 
     def __init__(self, split: Any, modality: str) -> None:
         self.split, self.modality = split, modality
@@ -85,10 +88,13 @@ class _ModalityView:
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, i: int) -> Any:
-        if i < 0 or i >= len(self):
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < -n or i >= n:
             raise IndexError(i)
-        return self.split[i][self.modality]
+        return self.split[i % n][self.modality]
 
 
 def _seed_everything(seed: int) -> None:

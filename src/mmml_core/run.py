@@ -214,11 +214,11 @@ def resolve(
         build_config(cls.Config, spec["config"], f"encoder {spec['name']!r} ({m})")
         encoders[m] = spec
 
+    # One modality: no fusion, whatever a preset below names (the CLI rejects an explicit
+    # --fusion with one modality before it gets here).
     fusion = _component(model.get("fusion", "cross_attn")) if len(mods) > 1 else None
     if len(mods) > 1 and fusion is None:
         raise ConfigError(f"modalities {mods} need a fusion (fusion none is for one modality)")
-    if len(mods) == 1 and model.get("fusion") not in (None, "none"):
-        raise ConfigError(f"a single-modality run ({mods[0]}) has no fusion; drop --fusion")
     head = _component(model.get("head", "mlp"))
     subnet = _component(model.get("subnet_head", "linear"))
     heads = list(model.get("heads", ["M", "T", "A"]))

@@ -96,6 +96,7 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
 
 
 def _layers(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str] | None]:
+    from mmml_core.config import ConfigError
     from mmml_core.run import load_config_file, preset_path
 
     layers: list[dict[str, Any]] = []
@@ -116,6 +117,8 @@ def _layers(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str] |
     if args.loss:
         flags["loss"] = {"name": args.loss}
     model: dict[str, Any] = {}
+    if modalities and len(modalities) == 1 and args.fusion and args.fusion.lower() != "none":
+        raise ConfigError(f"--modalities {modalities[0]} is a single-modality model: no --fusion")
     if args.fusion:
         model["fusion"] = None if args.fusion.lower() == "none" else args.fusion
     if args.heads:
