@@ -53,11 +53,13 @@ DEFAULT_ENCODERS: dict[str, dict[str, str]] = {
 
 #: Settings a dataset brings along, beneath anything the user says. The bundled demo set is
 #: a small synthetic set for trying the toolkit without downloads: its encoders are trained
-#: from random weights (``random:tiny``), with a learning rate for that.
+#: from random weights (``random:tiny``), so the audio encoders' convolutional front end
+#: trains too (frozen random filters cannot learn pitch), with a learning rate and batch
+#: size for training from scratch. Each value applies to encoders that have that field.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "demo": {
-        "encoder_fields": {"checkpoint": "random:tiny"},
-        "train": {"lr": 1e-3, "batch_size": 16, "max_epochs": 20, "patience": 8},
+        "encoder_fields": {"checkpoint": "random:tiny", "freeze_feature_extractor": False},
+        "train": {"lr": 1e-3, "batch_size": 8, "max_epochs": 20, "patience": 8},
         "data": {"max_audio_seconds": 6.0},
     },
 }
