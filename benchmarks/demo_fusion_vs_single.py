@@ -18,15 +18,22 @@ from mmml_core.run import ComparisonRow, load_config_file, preset_path, run_comp
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", default="1,11,111")
     parser.add_argument("--out", default="runs/demo-fusion-vs-single")
     args = parser.parse_args(argv)
-    base = [load_config_file(preset_path("demo")), {"seeds": [int(s) for s in args.seeds.split(",")]}]
+    base = [
+        load_config_file(preset_path("demo")),
+        {"seeds": [int(s) for s in args.seeds.split(",")]},
+    ]
     rows = [
         ComparisonRow("(a) text only", base, head="T", modalities=["text"]),
         ComparisonRow("(b) audio only", base, head="A", modalities=["audio"]),
-        ComparisonRow("(c) concat", [*base, {"model": {"fusion": {"name": "concat", "config": {}}}}]),
+        ComparisonRow(
+            "(c) concat", [*base, {"model": {"fusion": {"name": "concat", "config": {}}}}]
+        ),
         ComparisonRow("(d) cross_attn, multi-loss", base),
     ]
     table, results = run_comparison(rows, Path(args.out))
@@ -34,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     acc = {label: r["aggregate"]["best_loss"][r["head"]]["Acc2"][0] for label, r in results.items()}
     best_single = max(acc["(a) text only"], acc["(b) audio only"])
     ok = all(acc[k] > best_single for k in ("(c) concat", "(d) cross_attn, multi-loss"))
-    print(f"Acc2 (lowest-valid-loss checkpoint, mean over seeds): "
-          + ", ".join(f"{k} {100 * v:.2f}" for k, v in acc.items()))
+    print(
+        f"Acc2 (lowest-valid-loss checkpoint, mean over seeds): "
+        + ", ".join(f"{k} {100 * v:.2f}" for k, v in acc.items())
+    )
     print("fused models beat both single-modality models:", "yes" if ok else "NO")
     return 0 if ok else 1
 

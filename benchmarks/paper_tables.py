@@ -20,11 +20,12 @@ OUT/<n>-<row>; finished rows are read back, so an interrupted recipe continues.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from mmml_core.run import ComparisonRow, load_config_file, preset_path, run_comparison
+from mmml_core.run import ComparisonRow, load_config_file, preset_path, resolve, run_comparison
 
 
 def base_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -33,8 +34,10 @@ def base_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
     else:
         if not args.dataset_kind:
             sys.exit("--dataset-kind is needed with a dataset path")
-        layers = [load_config_file(preset_path(f"paper-{args.dataset_kind}")),
-                  {"data": {"dataset": args.dataset, "kind": args.dataset_kind}}]
+        layers = [
+            load_config_file(preset_path(f"paper-{args.dataset_kind}")),
+            {"data": {"dataset": args.dataset, "kind": args.dataset_kind}},
+        ]
     extra: dict[str, Any] = {"seeds": [int(s) for s in args.seeds.split(",")]}
     if args.device:
         extra["train"] = {"device": args.device}
@@ -50,8 +53,11 @@ def rows_for(table: str, base: list[dict[str, Any]], language: str) -> list[Comp
     pretrained_audio = "hubert" if language == "zh" else "data2vec"
     if table == "2":
         rows = []
-        for label, encoder in (("openSMILE", "opensmile"), ("Mel spectrogram", "mel"),
-                               (f"fine-tuned {pretrained_audio}", pretrained_audio)):
+        for label, encoder in (
+            ("openSMILE", "opensmile"),
+            ("Mel spectrogram", "mel"),
+            (f"fine-tuned {pretrained_audio}", pretrained_audio),
+        ):
             # fusion None: an audio-only model has none, and the demo/paper presets name one
             model = {"encoders": {"audio": {"name": encoder, "config": {}}}, "fusion": None}
             layers = [*base, {"model": model}]
@@ -75,14 +81,18 @@ def rows_for(table: str, base: list[dict[str, Any]], language: str) -> list[Comp
         ]
     if table == "6":
         return [
-            ComparisonRow(f"{v} variant", with_(fusion={"name": "cross_attn", "config": {"variant": v}}))
+            ComparisonRow(
+                f"{v} variant", with_(fusion={"name": "cross_attn", "config": {"variant": v}})
+            )
             for v in ("fused", "concat", "transformer")
         ]
     raise SystemExit(f"unknown table {table!r}; tables: 2, 3, 4, 5, 6")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--table", required=True, choices=["2", "3", "4", "5", "6"])
     parser.add_argument("--dataset", default="demo", help="demo (default) or a dataset root")
     parser.add_argument("--dataset-kind", choices=["mosi", "mosei", "sims"])
@@ -90,10 +100,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="auto (default), cpu or cuda")
     parser.add_argument("--max-epochs", type=int, help="override the preset's epoch cap")
     parser.add_argument("--out", help="output folder (default runs/table<N>-<dataset>)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve and print every row's configuration, train nothing",
+    )
     args = parser.parse_args(argv)
     language = "zh" if args.dataset_kind == "sims" else "en"
     out = Path(args.out or f"runs/table{args.table}-{Path(args.dataset).name}")
-    table, _ = run_comparison(rows_for(args.table, base_layers(args), language), out)
+    rows = rows_for(args.table, base_layers(args), language)
+    if args.dry_run:
+        for row in rows:
+            cfg = resolve(row.layers, row.modalities)
+            encoders = ", ".join(f"{m}={s['name']}" for m, s in cfg.model["encoders"].items())
+            fusion = cfg.model["fusion"]
+            print(
+                f"{row.label}: {encoders}; fusion {fusion['name'] + ' ' + json.dumps(fusion['config']) if fusion else 'none'}; "
+                f"heads {','.join(cfg.model['heads'])}; reports {row.head}; seeds {cfg.seeds}"
+            )
+        return 0
+    table, _ = run_comparison(rows, out)
     print(f"Table {args.table} on {args.dataset}\n")
     print(table)
     return 0

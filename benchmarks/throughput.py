@@ -22,7 +22,9 @@ from mmml_core.model import ModelSpec, build_model
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="base", choices=["base", "tiny"])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=6.0)
@@ -37,19 +39,25 @@ def main() -> None:
     layers = 5 if args.preset == "base" else 2
     heads = 12 if args.preset == "base" else 4
     spec = ModelSpec(
-        encoders={"text": {"name": "roberta", "config": {"checkpoint": ckpt, "max_tokens": args.tokens}},
-                  "audio": {"name": "data2vec", "config": {"checkpoint": ckpt}}},
+        encoders={
+            "text": {"name": "roberta", "config": {"checkpoint": ckpt, "max_tokens": args.tokens}},
+            "audio": {"name": "data2vec", "config": {"checkpoint": ckpt}},
+        },
         fusion={"name": "cross_attn", "config": {"layers": layers, "heads": heads}},
     )
     torch.manual_seed(0)
     model = build_model(spec).to(device).train()
     loss_fn = registry.create("loss", "l1")
-    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5,
-                              fused=device.type == "cuda")
+    optim = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=device.type == "cuda"
+    )
     rng = np.random.default_rng(0)
     words = "the movie was surprisingly good but the ending felt rushed and a bit flat".split()
     texts = [" ".join(rng.choice(words, size=args.tokens)) for _ in range(args.batch_size)]
-    audio = [rng.standard_normal(int(16000 * args.seconds)).astype(np.float32) for _ in range(args.batch_size)]
+    audio = [
+        rng.standard_normal(int(16000 * args.seconds)).astype(np.float32)
+        for _ in range(args.batch_size)
+    ]
     inputs = model.preprocess({"text": texts, "audio": audio})
     inputs = {m: {k: v.to(device) for k, v in x.items()} for m, x in inputs.items()}
     target = torch.zeros(args.batch_size, device=device)
@@ -75,10 +83,12 @@ def main() -> None:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"device {device}, preset {args.preset} ({n_params / 1e6:.1f} M parameters), "
-          f"batch {args.batch_size}, {args.tokens} tokens, {args.seconds} s audio, "
-          f"{'bf16 autocast' if amp else 'fp32'}: {args.steps * args.batch_size / elapsed:.1f} samples/s "
-          f"({1000 * elapsed / args.steps:.0f} ms/step)")
+    print(
+        f"device {device}, preset {args.preset} ({n_params / 1e6:.1f} M parameters), "
+        f"batch {args.batch_size}, {args.tokens} tokens, {args.seconds} s audio, "
+        f"{'bf16 autocast' if amp else 'fp32'}: {args.steps * args.batch_size / elapsed:.1f} samples/s "
+        f"({1000 * elapsed / args.steps:.0f} ms/step)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ Design: every utterance has a text label ``label_T`` and an independent audio la
   comes from a lexicon of positive, neutral and negative phrases (``PREDICATES``) and sets
   ``label_T``; prefixes and subjects are sentiment-free.
 - Audio: espeak-ng speaks the sentence with a prosody set by ``label_A`` (``PROSODY``): pitch
-  and speaking rate carry it, since the audio encoders normalise each waveform and cannot
-  hear loudness; amplitude also changes, as a person's voice would. Small random jitter
+  and speaking rate carry it, since data2vec/hubert normalise each waveform and cannot hear
+  loudness; amplitude also changes, as a person's voice would (the openSMILE and Mel
+  baselines do hear it). Small random jitter
   keeps the levels from being single points.
 
 So neither modality alone determines ``label``; ``label_report`` says how well the best
@@ -394,8 +395,10 @@ prefixes, so a small text encoder trained from scratch can learn the lexicon.
 {prosody}
 
 The voice ({voices}) is chosen at random, independent of every label. Pitch and rate are the
-main carriers: the audio encoders normalise each waveform to zero mean and unit variance,
-so loudness alone is invisible to them.
+main carriers: the pretrained-style encoders (`data2vec`, `hubert`) normalise each waveform
+to zero mean and unit variance, so loudness is invisible to them. The feature baselines
+(`opensmile`, `mel`) do see loudness, and in this set it also follows `label_A`: for them the
+audio label is carried by pitch, rate and loudness together.
 
 ## How well can one modality do?
 
