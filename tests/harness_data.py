@@ -6,23 +6,12 @@ pitch of a tone, so a tiny model can fit it within a few epochs.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from data_helpers import write_csv
 
-COLUMNS = [
-    "video_id",
-    "clip_id",
-    "text",
-    "label",
-    "label_T",
-    "label_A",
-    "label_V",
-    "annotation",
-    "mode",
-]
 WORDS = {1: ["great", "good", "lovely", "superb"], -1: ["awful", "bad", "boring", "terrible"]}
 
 
@@ -59,8 +48,5 @@ def make_learnable_mosi(
                     "mode": mode,
                 }
             )
-    with open(root / "label.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(root / "label.csv", rows)
     return root

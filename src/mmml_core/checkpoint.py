@@ -14,6 +14,8 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,15 @@ from safetensors.torch import load_file, save_file
 from mmml_core import __version__, registry
 from mmml_core.model import ModelSpec, MultimodalModel, build_model
 
-__all__ = ["CheckpointError", "atomic_write_text", "load_model", "read_config", "save_model"]
+__all__ = [
+    "CheckpointError",
+    "atomic_directory",
+    "atomic_write_text",
+    "load_model",
+    "read_config",
+    "recover_directory",
+    "save_model",
+]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -42,6 +52,35 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def recover_directory(path: Path) -> None:
+    """Finish an :func:`atomic_directory` swap that a kill interrupted between its two renames."""
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.exists():
+        os.replace(old, path)
+
+
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder to fill; when the block succeeds it replaces ``path``
+    (the old folder is renamed aside first and removed after, and :func:`recover_directory`
+    restores it if a kill falls between the two renames). On error nothing changes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.old")
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _provenance(spec: ModelSpec) -> dict[str, Any]:
@@ -77,20 +116,10 @@ def save_model(
         "components": _provenance(spec),
         **(extra or {}),
     }
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-    try:
+    with atomic_directory(directory) as tmp:
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
-        old = directory.with_name(f".{directory.name}.old")
-        if directory.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 

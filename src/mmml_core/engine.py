@@ -20,7 +20,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, RandomSampler
 
 from mmml_core import registry
-from mmml_core.checkpoint import atomic_write_text, save_model
+from mmml_core.checkpoint import atomic_directory, atomic_write_text, recover_directory, save_model
 from mmml_core.interfaces import FeatureEncoder
 from mmml_core.metrics import ACC2_KEY, regression_metrics
 from mmml_core.model import ComponentSpec, ModelSpec, MultimodalModel, build_model
@@ -134,7 +133,9 @@ def _loader(
     )
 
 
-def loss_targets(targets: Mapping[str, torch.Tensor], single_modality: bool) -> Mapping[str, torch.Tensor]:
+def loss_targets(
+    targets: Mapping[str, torch.Tensor], single_modality: bool
+) -> Mapping[str, torch.Tensor]:
     """What each head learns. A single-modality model (no fusion) predicts the multimodal
     label with its one head (the paper's "text-only" rows); in a fused model each subnet head
     learns its own modality's label where the dataset has one (DESIGN §7)."""
@@ -204,8 +205,7 @@ def _primary_head(spec: ModelSpec) -> str:
 def _save_state(
     path: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, meta: dict[str, Any]
 ) -> None:
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".state."))
-    try:
+    with atomic_directory(path) as tmp:
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
             str(tmp / "model.safetensors"),
@@ -229,15 +229,6 @@ def _save_state(
             "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
         }
         (tmp / "state.json").write_text(json.dumps(meta))
-        old = path.with_name(".state.old")
-        if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _jsonable(x: Any) -> Any:
@@ -323,6 +314,7 @@ def train_seed(
         "bad_epochs": 0,
         "stopped": None,
     }
+    recover_directory(state_dir)
     if resume and (state_dir / "state.json").is_file():
         meta = _load_state(state_dir, model, optim)
     elif state_dir.exists():

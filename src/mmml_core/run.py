@@ -135,8 +135,12 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in over.items():
         old = out.get(k)
-        renamed = (isinstance(v, Mapping) and isinstance(old, dict) and "name" in v
-                   and v.get("name") != old.get("name"))
+        renamed = (
+            isinstance(v, Mapping)
+            and isinstance(old, dict)
+            and "name" in v
+            and v.get("name") != old.get("name")
+        )
         if isinstance(v, str) and isinstance(old, dict) and v != old.get("name"):
             renamed = True  # a component given by name only replaces the old one and its config
         if renamed:
@@ -443,6 +447,18 @@ def _num(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
+def format_cell(key: str, mean: float, std: float) -> str:
+    """``mean ± std`` in table units: accuracies and F1 ×100 with 2 decimals, MAE and Corr
+    as they are with 3; an undefined mean (constant predictions) shows as ``nan``."""
+    from mmml_core.metrics import PERCENT_KEYS
+
+    if math.isnan(mean):
+        return "nan"
+    if key in PERCENT_KEYS:
+        return f"{100 * mean:.2f} ± {100 * std:.2f}"
+    return f"{mean:.3f} ± {std:.3f}"
+
+
 def summary_table(per_seed: Sequence[Mapping[str, Any]], scheme: str) -> tuple[str, str]:
     """Markdown and CSV: mean ± std over seeds per selection and head (accuracies and F1 ×100)."""
     from mmml_core.metrics import METRIC_KEYS, PERCENT_KEYS
@@ -464,17 +480,11 @@ def summary_table(per_seed: Sequence[Mapping[str, Any]], scheme: str) -> tuple[s
         for head in ("M", "T", "A"):
             if head not in heads:
                 continue
-            cells, row = [], []
+            cells = [format_cell(k, *heads[head][k]) for k in keys]
+            row = []
             for k in keys:
-                mean, std = heads[head][k]
                 scale = 100.0 if k in PERCENT_KEYS else 1.0
-                if math.isnan(mean):
-                    cells.append("nan")
-                elif k in PERCENT_KEYS:
-                    cells.append(f"{mean * scale:.2f} ± {std * scale:.2f}")
-                else:
-                    cells.append(f"{mean:.3f} ± {std:.3f}")
-                row += [mean * scale, std * scale]
+                row += [heads[head][k][0] * scale, heads[head][k][1] * scale]
             lines.append(
                 f"| {SELECTION_LABELS[selection]} | {HEAD_LABELS[head]} | "
                 + " | ".join(cells)
@@ -518,26 +528,25 @@ def run_comparison(
         print(f"== {row.label}", file=log)
         res = run_experiment(cfg, out / f"{i}-{slug}", resume=resume, progress=progress, log=log)
         scheme = res["summary"]["scheme"]
-        results[row.label] = {"head": row.head, "aggregate": res["summary"]["aggregate"],
-                              "seeds": cfg.seeds}
-    from mmml_core.metrics import METRIC_KEYS, PERCENT_KEYS
+        results[row.label] = {
+            "head": row.head,
+            "aggregate": res["summary"]["aggregate"],
+            "seeds": cfg.seeds,
+        }
+    from mmml_core.metrics import METRIC_KEYS
 
     keys = METRIC_KEYS[scheme or "sims"]
     parts = []
     for selection, title in SELECTION_LABELS.items():
-        lines = [f"Checkpoint: {title}. Test metrics, mean ± std over seeds; accuracies and F1 ×100.",
-                 "", "| run | head | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+        lines = [
+            f"Checkpoint: {title}. Test metrics, mean ± std over seeds; accuracies and F1 ×100.",
+            "",
+            "| run | head | " + " | ".join(keys) + " |",
+            "|---|---|" + "---|" * len(keys),
+        ]
         for label, r in results.items():
             metrics = r["aggregate"][selection][r["head"]]
-            cells = []
-            for k in keys:
-                mean, std = metrics[k]
-                if math.isnan(mean):
-                    cells.append("nan")
-                elif k in PERCENT_KEYS:
-                    cells.append(f"{100 * mean:.2f} ± {100 * std:.2f}")
-                else:
-                    cells.append(f"{mean:.3f} ± {std:.3f}")
+            cells = [format_cell(k, *metrics[k]) for k in keys]
             lines.append(f"| {label} | {HEAD_LABELS[r['head']]} | " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     table = "\n\n".join(parts) + "\n"
