@@ -22,6 +22,7 @@ and the same state dict gives the same outputs).
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -330,3 +331,70 @@ CONTRACTS: dict[str, type[_Contract]] = {
     "loss": LossContract,
 }
 __all__ += ["CONTRACTS", "random_encoder_outputs"]
+
+
+def write_tiny_dataset(
+    root: str | Path,
+    n_per_split: dict[str, int] | None = None,
+    *,
+    seconds: float = 0.4,
+    seed: int = 0,
+) -> Path:
+    """A small learnable MOSI-style dataset (``--dataset-kind mosi``) in the MMSA layout, for
+    testing a plugin inside ``mmml-bench``: ``root/label.csv`` and real 16 kHz WAV files under
+    ``root/wav``. The label's sign is carried by a sentiment word in the text and by the pitch
+    of a noisy tone in the audio, so a tiny model can fit it within a few epochs."""
+    import csv
+
+    import soundfile as sf
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    n_per_split = n_per_split or {"train": 24, "valid": 8, "test": 8}
+    words = {1: ["great", "good", "lovely", "superb"], -1: ["awful", "bad", "boring", "terrible"]}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for mode, n in n_per_split.items():
+        for i in range(n):
+            sign = 1 if i % 2 == 0 else -1
+            label = float(sign * rng.choice([0.6, 1.2, 2.0, 2.8]))
+            video, clip = f"vid{mode}{i // 4}", f"{i % 4}"
+            t = np.arange(int(16000 * seconds * rng.uniform(0.7, 1.3))) / 16000
+            wave = 0.4 * np.sin(2 * np.pi * (300.0 if sign > 0 else 120.0) * t)
+            wave = wave + 0.01 * rng.standard_normal(t.size)
+            path = root / "wav" / video / f"{clip}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, wave.astype(np.float32), 16000, subtype="PCM_16")
+            rows.append(
+                [
+                    video,
+                    clip,
+                    f"the film was {words[sign][i % 4]}",
+                    f"{label:.1f}",
+                    "",
+                    "",
+                    "",
+                    "Positive" if sign > 0 else "Negative",
+                    mode,
+                ]
+            )
+    with open(root / "label.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "video_id",
+                "clip_id",
+                "text",
+                "label",
+                "label_T",
+                "label_A",
+                "label_V",
+                "annotation",
+                "mode",
+            ]
+        )
+        writer.writerows(rows)
+    return root
+
+
+__all__ += ["write_tiny_dataset"]

@@ -8,7 +8,6 @@ statistics of the training split, the harness must fill the feature cache, and
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -18,53 +17,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from mmml_core import registry
 from mmml_core.checkpoint import load_model
 from mmml_core.data import load_dataset
 from mmml_core.predict import predict
+from mmml_core.testing import write_tiny_dataset
 
 BENCH = str(Path(sys.executable).with_name("mmml-bench"))
 SPLIT_SIZES = {"train": 16, "valid": 6, "test": 6}
 SAMPLE_RATE = 16000
-COLUMNS = ["video_id", "clip_id", "text", "label", "label_T", "label_A", "label_V",
-           "annotation", "mode"]
 # a small transformer: the CLI tests are about the harness path, not model capacity
 SMALL_OPENSMILE = ["audio.dim=16", "audio.heads=2", "audio.layers=1", "audio.ff_dim=32"]
 
 
-def write_mosi(root: Path, seconds: float = 0.5, seed: int = 0) -> Path:
-    """``root/label.csv`` and ``root/wav/<video>/<clip>.wav``: MOSI-style labels in [-3, 3],
-    text with a sentiment word and a tone whose pitch follows the label's sign (plus noise,
-    so that no two clips share a waveform, hence a cache entry)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for mode, n in SPLIT_SIZES.items():
-        for i in range(n):
-            sign = 1 if i % 2 == 0 else -1
-            video, clip = f"{mode}{i // 4}", str(i % 4)
-            t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
-            wave = 0.4 * np.sin(2 * np.pi * (260.0 if sign > 0 else 130.0) * t)
-            wave += 0.01 * rng.standard_normal(t.size)
-            path = root / "wav" / video / f"{clip}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, wave.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
-            rows.append({
-                "video_id": video,
-                "clip_id": clip,
-                "text": f"the film was {'great' if sign > 0 else 'awful'}",
-                "label": f"{sign * rng.choice([0.6, 1.4, 2.2]):.1f}",
-                "label_T": "", "label_A": "", "label_V": "",
-                "annotation": "Positive" if sign > 0 else "Negative",
-                "mode": mode,
-            })
-    with open(root / "label.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
+def write_mosi(root: Path) -> Path:
+    """MOSI-style labels in [-3, 3], a sentiment word in the text, a tone whose pitch follows
+    the label's sign (mmml-core's test kit)."""
+    return write_tiny_dataset(root, SPLIT_SIZES, seconds=0.5)
 
 
 def bench(*args: str) -> subprocess.CompletedProcess:
@@ -132,7 +103,7 @@ def test_opensmile_audio_only_and_predict(dataset: Path, tmp_path: Path) -> None
     ckpt = out / "seed-1" / "best_loss"
     model, _ = load_model(ckpt)
     assert int(model.encoders["audio"].fit_frames) > 0
-    wav = dataset / "wav" / "test0" / "0.wav"
+    wav = dataset / "wav" / "vidtest0" / "0.wav"
     answer = json.loads(bench("predict", str(ckpt), "--audio", str(wav), "--json").stdout)
     assert set(answer) == {"A"} and math.isfinite(answer["A"])
     assert answer["A"] == pytest.approx(predict(ckpt, audio=wav)["A"][0], abs=1e-5)
