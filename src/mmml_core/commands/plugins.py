@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(names, indent=2))
         else:
             for kind, items in names.items():
-                print(f"{kind}s: {', '.join(items) or '(none)'}")
+                print(f"{kind}: {', '.join(items) or '(none)'}")
         return 0
     if args.json:
         print(json.dumps([i.as_dict() for i in infos], indent=2))
