@@ -36,6 +36,7 @@ demo: install
 
 lint: install
 	$(VENV)/bin/ruff check src plugins tests benchmarks
+	$(VENV)/bin/ruff format --check src plugins tests benchmarks
 
 clean:
 	rm -rf $(VENV) build dist runs src/*.egg-info plugins/*/src/*.egg-info

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     best_single = max(acc["(a) text only"], acc["(b) audio only"])
     ok = all(acc[k] > best_single for k in ("(c) concat", "(d) cross_attn, multi-loss"))
     print(
-        f"Acc2 (lowest-valid-loss checkpoint, mean over seeds): "
+        "Acc2 (lowest-valid-loss checkpoint, mean over seeds): "
         + ", ".join(f"{k} {100 * v:.2f}" for k, v in acc.items())
     )
     print("fused models beat both single-modality models:", "yes" if ok else "NO")

@@ -229,8 +229,10 @@ def test_readme_commands_work_as_written(trained, dataset, tmp_path):
     assert len(commands) >= 8, commands
     for command in commands:
         argv = shlex.split(command)[1:]
-        argv = [str(out / "seed-1" / "best_loss") if a == "runs/<run>/seed-1/best_loss" else a
-                for a in argv]
+        argv = [
+            str(out / "seed-1" / "best_loss") if a == "runs/<run>/seed-1/best_loss" else a
+            for a in argv
+        ]
         argv = [str(wav) if a == "clip.wav" else a for a in argv]
         if argv and argv[0] == "extract-audio":
             (tmp_path / "MOSI" / "Raw").mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from harness_data import make_learnable_mosi
 from mmml_core import hooks, registry
 from mmml_core.cli import main
 
-PLUGIN = '''
+PLUGIN = """
 from mmml_core.hooks import hookimpl
 
 CALLS = []
@@ -32,7 +32,7 @@ def mmml_configure_run(run_config, options):
 @hookimpl
 def mmml_report_results(run_dir, results):
     CALLS.append(("report_results", run_dir, sorted(results)))
-'''
+"""
 
 
 class _Dist:
@@ -50,9 +50,24 @@ def test_hooks_are_called_by_a_training_run(tmp_path, monkeypatch):
     hooks.reset()
     data = make_learnable_mosi(tmp_path / "data", {"train": 8, "valid": 4, "test": 4})
     out = tmp_path / "run"
-    argv = ["--dataset", str(data), "--dataset-kind", "mosi", "--modalities", "text", "--seeds", "1",
-            "--out", str(out), "--no-progress", "--tracker-project", "demo-proj", "--json",
-            "text.checkpoint=random:tiny", "train.max_epochs=5"]
+    argv = [
+        "--dataset",
+        str(data),
+        "--dataset-kind",
+        "mosi",
+        "--modalities",
+        "text",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--tracker-project",
+        "demo-proj",
+        "--json",
+        "text.checkpoint=random:tiny",
+        "train.max_epochs=5",
+    ]
     stdout = io.StringIO()
     try:
         with contextlib.redirect_stdout(stdout):
@@ -63,5 +78,9 @@ def test_hooks_are_called_by_a_training_run(tmp_path, monkeypatch):
         hooks.reset()
     assert calls[0] == "add_cli_options"
     assert calls[1] == ("configure_run", "demo-proj")
-    assert calls[2] == ("report_results", str(out), ["aggregate", "config", "runs", "scheme", "seeds"])
+    assert calls[2] == (
+        "report_results",
+        str(out),
+        ["aggregate", "config", "runs", "scheme", "seeds"],
+    )
     assert json.loads((out / "seed-1" / "results.json").read_text())["epochs"] == 1

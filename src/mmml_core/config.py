@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["ConfigError", "build_config", "check_keys", "describe_fields", "parse_value"]
@@ -33,7 +33,9 @@ def describe_fields(cls: type) -> str:
     return "\n".join(lines)
 
 
-def check_keys(cls: type, values: Mapping[str, Any], where: str, filled: Sequence[str] = ()) -> None:
+def check_keys(
+    cls: type, values: Mapping[str, Any], where: str, filled: Sequence[str] = ()
+) -> None:
     """Raise :class:`ConfigError` for unknown keys and for missing required ones (``filled``
     names the keys someone else supplies later, e.g. a fusion's ``input_dims``)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}

@@ -38,7 +38,10 @@ def write_mosi(root: Path) -> Path:
 
 def bench(*args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [BENCH, *args], capture_output=True, text=True, timeout=300,
+        [BENCH, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode == 0, f"mmml-bench {' '.join(args)}\n{proc.stdout}\n{proc.stderr}"
@@ -49,9 +52,24 @@ def train_args(data: Path, out: Path, *extra: str) -> list[str]:
     """Options, then ``extra`` (more options, or overrides), then the overrides (argparse
     reads the ``key=value`` positionals as one run, after every option)."""
     # a narrow cnn8 (width 8, D = 64): the CLI tests are about the harness path
-    return ["--dataset", str(data), "--dataset-kind", "mosi", "--seeds", "1", "--out", str(out),
-            "--no-progress", "--encoder", "audio=mel", *extra, "audio.backbone=cnn8",
-            "audio.width=8", "train.max_epochs=2", "train.batch_size=8"]
+    return [
+        "--dataset",
+        str(data),
+        "--dataset-kind",
+        "mosi",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--encoder",
+        "audio=mel",
+        *extra,
+        "audio.backbone=cnn8",
+        "audio.width=8",
+        "train.max_epochs=2",
+        "train.batch_size=8",
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,10 @@ def write_mosi(root: Path) -> Path:
 
 def bench(*args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [BENCH, *args], capture_output=True, text=True, timeout=300,
+        [BENCH, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode == 0, f"mmml-bench {' '.join(args)}\n{proc.stdout}\n{proc.stderr}"
@@ -50,9 +53,24 @@ def bench(*args: str) -> subprocess.CompletedProcess:
 def train_args(data: Path, out: Path, cache: Path, *extra: str) -> list[str]:
     """Options, then ``extra`` (more options, or overrides), then the overrides (argparse
     reads the ``key=value`` positionals as one run, after every option)."""
-    return ["--dataset", str(data), "--dataset-kind", "mosi", "--seeds", "1", "--out", str(out),
-            "--no-progress", "--encoder", "audio=opensmile", *extra, *SMALL_OPENSMILE,
-            f"audio.cache_dir={cache}", "train.max_epochs=2", "train.batch_size=8"]
+    return [
+        "--dataset",
+        str(data),
+        "--dataset-kind",
+        "mosi",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--encoder",
+        "audio=opensmile",
+        *extra,
+        *SMALL_OPENSMILE,
+        f"audio.cache_dir={cache}",
+        "train.max_epochs=2",
+        "train.batch_size=8",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +85,9 @@ def _audio(data: Path, split: str) -> list[np.ndarray]:
 
 def test_opensmile_as_the_audio_encoder_of_a_fusion(dataset: Path, tmp_path: Path) -> None:
     out, cache = tmp_path / "run", tmp_path / "cache"
-    proc = bench(*train_args(dataset, out, cache, "--fusion", "concat",
-                             "text.checkpoint=random:tiny"))
+    proc = bench(
+        *train_args(dataset, out, cache, "--fusion", "concat", "text.checkpoint=random:tiny")
+    )
     assert "audio=opensmile" in proc.stderr and "fusion concat" in proc.stderr
     assert (out / "results.json").is_file()
     results = json.loads((out / "seed-1" / "results.json").read_text())
