@@ -16,7 +16,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLUGINS))
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt setuptools
+	$(PIP) install -q -c constraints.txt "setuptools>=77"  # PEP 639 license strings; venv ships 65
 	$(PIP) install -q -c constraints.txt --no-build-isolation -e '.[test]' $(addprefix -e ,$(PLUGINS))
 	@touch $(STAMP)
 
