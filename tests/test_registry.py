@@ -240,3 +240,28 @@ def test_help_and_plugins_import_no_torch_or_plugin_code(argv):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "0 []", proc.stdout
+
+
+def test_a_component_missing_an_interface_method_cannot_be_created(fake_env):
+    dists, write = fake_env
+    write(
+        "fake_incomplete",
+        """
+        from dataclasses import dataclass, field
+        from mmml_core.interfaces import Fusion
+
+        @dataclass
+        class Cfg:
+            input_dims: dict = field(default_factory=dict)
+
+        class NoForward(Fusion):
+            Config = Cfg
+        """,
+    )
+    dists.append(
+        FakeDist(
+            "mmml-incomplete", "0.1", [("mmml_core.fusions", "nofwd", "fake_incomplete:NoForward")]
+        )
+    )
+    with pytest.raises(TypeError, match="abstract method forward"):
+        registry.create("fusion", "nofwd", input_dims={"text": 4})

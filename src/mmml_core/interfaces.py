@@ -18,6 +18,7 @@ Conventions the model assembly relies on:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,7 +50,12 @@ class EncoderOutput:
     pooled: Tensor  # (B, D) utterance vector for subnet heads and pooled fusions
 
 
-class Component(nn.Module):
+class _ComponentMeta(abc.ABCMeta, type(nn.Module)):
+    """``nn.Module``'s metaclass with ABC checks: a component that misses one of its kind's
+    abstract methods cannot be instantiated (the error names the method)."""
+
+
+class Component(nn.Module, metaclass=_ComponentMeta):
     """Base of every registered component: holds its validated dataclass config."""
 
     Config: ClassVar[type]
@@ -81,14 +87,17 @@ class FeatureEncoder(Component):
     modality: ClassVar[str]
 
     @property
+    @abc.abstractmethod
     def dim(self) -> int:  # D
-        raise NotImplementedError
+        """Width of ``hidden`` and ``pooled``."""
 
+    @abc.abstractmethod
     def preprocess(self, items: Sequence[Any]) -> dict[str, Tensor]:
-        raise NotImplementedError
+        """Raw items -> padded tensors (tokens, waveforms or features, and their masks)."""
 
+    @abc.abstractmethod
     def forward(self, inputs: Mapping[str, Tensor]) -> EncoderOutput:
-        raise NotImplementedError
+        """The encoder network on the output of :meth:`preprocess`."""
 
     def fit(self, items: Sequence[Any]) -> None:
         """Compute statistics from the training split's raw items (e.g. z-scoring).
@@ -103,15 +112,17 @@ class Fusion(Component):
 
     out_dim: int  # F
 
+    @abc.abstractmethod
     def forward(self, encoded: Mapping[str, EncoderOutput]) -> Tensor:  # (B, F)
-        raise NotImplementedError
+        """One feature vector per utterance from every modality's output."""
 
 
 class Head(Component):
     """Maps features to one regression output per utterance."""
 
+    @abc.abstractmethod
     def forward(self, features: Tensor) -> Tensor:  # (B, in_dim) -> (B,)
-        raise NotImplementedError
+        """One prediction per utterance."""
 
 
 class Loss(Component):
@@ -122,8 +133,9 @@ class Loss(Component):
     skipped, so the same loss serves a text-only model.
     """
 
+    @abc.abstractmethod
     def criterion(self, pred: Tensor, target: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The loss of one head, a scalar."""
 
     def forward(
         self, predictions: Mapping[str, Tensor], targets: Mapping[str, Tensor]
