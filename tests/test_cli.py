@@ -242,3 +242,12 @@ def test_readme_commands_work_as_written(trained, dataset, tmp_path):
             argv.append("--dry-run")
         proc = bench(*argv)
         assert proc.returncode == 0, f"{command}\n{proc.stderr}"
+
+
+def test_unavailable_device_is_a_clear_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = bench("--device", "cuda", "--dry-run")
+    assert proc.returncode == 2 and "CUDA is not available" in proc.stderr

@@ -168,6 +168,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"mmml-bench: error: {exc}", file=sys.stderr)
         return 2
 
+    from mmml_core.engine import resolve_device
+
+    try:
+        resolve_device(cfg.train.get("device", "auto"))
+    except (RuntimeError, ValueError) as exc:  # no CUDA here, or a malformed device name
+        print(f"mmml-bench: error: {exc}", file=sys.stderr)
+        return 2
     resolved = cfg.to_dict()
     if args.dry_run:
         print(json.dumps(resolved, indent=2))
