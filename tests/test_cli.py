@@ -251,3 +251,26 @@ def test_unavailable_device_is_a_clear_error():
         pytest.skip("this machine has CUDA")
     proc = bench("--device", "cuda", "--dry-run")
     assert proc.returncode == 2 and "CUDA is not available" in proc.stderr
+
+
+def test_config_file_then_flags_then_overrides(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        'seeds = [2, 3]\n[model]\nfusion = { name = "cross_attn", config = { layers = 3 } }\n'
+        "[train]\nlr = 0.0002\nmax_epochs = 7\n"
+    )
+    proc = bench(
+        "--config", str(cfg), "--seeds", "5", "fusion.heads=2", "train.lr=3e-4", "--dry-run"
+    )
+    assert proc.returncode == 0, proc.stderr
+    resolved = json.loads(proc.stdout)
+    assert resolved["seeds"] == [5]  # flag over file
+    assert resolved["model"]["fusion"] == {
+        "name": "cross_attn",
+        "config": {"layers": 3, "heads": 2},
+    }
+    assert resolved["train"]["lr"] == 3e-4 and resolved["train"]["max_epochs"] == 7
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[optimiser]\nlr = 1\n")
+    proc = bench("--config", str(bad), "--dry-run")
+    assert proc.returncode == 2 and "unknown section(s) ['optimiser']" in proc.stderr
