@@ -42,7 +42,7 @@ Letters: B batch, S samples, C conv channels, T frames, D width.
 
 from __future__ import annotations
 
-import logging
+import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,15 +51,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, Wav2Vec2FeatureExtractor
+from transformers import AutoFeatureExtractor, AutoModel, Wav2Vec2FeatureExtractor
 from transformers.masking_utils import create_bidirectional_mask
 
 from mmml_core.interfaces import EncoderOutput, FeatureEncoder
-from mmml_encoders_hf.checkpoints import LANGUAGES, CheckpointError, resolve
+from mmml_encoders_hf.checkpoints import LANGUAGES, CheckpointError, load_hf_model, resolve
 
 __all__ = ["AudioConfig", "AudioEncoder", "masked_group_norm", "normalize_waveform"]
 
-log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # raw audio items are 16 kHz mono (mmml_core.interfaces)
 NORM_EPS = 1e-7  # variance floor of the authors' (and transformers') per-utterance normalisation
@@ -194,18 +193,18 @@ class AudioEncoder(FeatureEncoder):
     # -- per architecture -------------------------------------------------------------------
 
     @classmethod
+    @abc.abstractmethod
     def random_config(cls, preset: str) -> Any:
         """The transformers config of ``random:<preset>``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _project(self, features: Tensor) -> Tensor:
         """(B, T, C) conv features -> (B, T, D) encoder input."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _positional(self, hidden: Tensor, keep: Tensor) -> Tensor:
         """Convolutional positional embedding of ``hidden`` (B, T, D), padded frames zero;
         ``keep`` (B, T, 1) is 1 on valid frames."""
-        raise NotImplementedError
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -331,33 +330,7 @@ class AudioEncoder(FeatureEncoder):
     def _load_pretrained(
         self, name: str, load_kwargs: dict[str, Any], overrides: dict[str, Any]
     ) -> tuple[Any, Any]:
-        try:
-            hf_config = AutoConfig.from_pretrained(name, **load_kwargs)
-            if hf_config.model_type not in self.MODEL_TYPES:
-                raise CheckpointError(
-                    f"{name!r} is a {hf_config.model_type!r} checkpoint; {type(self).__name__} "
-                    f"loads {', '.join(self.MODEL_TYPES)}"
-                )
-            for key, value in overrides.items():
-                setattr(hf_config, key, value)
-            model, info = AutoModel.from_pretrained(
-                name,
-                config=hf_config,
-                attn_implementation="sdpa",
-                dtype=torch.float32,  # autocast, not the stored dtype, decides the precision
-                output_loading_info=True,
-                **load_kwargs,
-            )
-        except CheckpointError:
-            raise
-        except OSError as exc:
-            raise CheckpointError(f"cannot load audio checkpoint {name!r}: {exc}") from exc
-        if info.get("missing_keys"):
-            log.warning(
-                "%s provides no weights for %s; transformers initialised them randomly",
-                name,
-                ", ".join(sorted(info["missing_keys"])),
-            )
+        model = load_hf_model(name, self.MODEL_TYPES, type(self).__name__, load_kwargs, overrides)
         try:
             preprocessor = AutoFeatureExtractor.from_pretrained(name, **load_kwargs)
         except OSError:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "load_hf_model",
     "LANGUAGES",
     "PRESETS",
     "RANDOM_PREFIX",
@@ -112,3 +113,47 @@ def _resolve_hub(repo_id: str) -> Source:
             + local_copy_hint(repo_id)
         ) from exc
     return Source("hub", repo_id, {})
+
+
+def load_hf_model(
+    name: str,
+    model_types: tuple[str, ...],
+    owner: str,
+    load_kwargs: dict[str, Any],
+    overrides: dict[str, Any] | None = None,
+) -> Any:
+    """``AutoModel.from_pretrained(name)`` with SDPA attention in float32 (autocast decides
+    the compute precision), after checking the architecture is one of ``model_types`` and
+    applying config ``overrides``. Weights the checkpoint lacks are named in a warning; a
+    load failure becomes a :class:`CheckpointError` naming the checkpoint."""
+    import logging
+
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        hf_config = AutoConfig.from_pretrained(name, **load_kwargs)
+        if hf_config.model_type not in model_types:
+            raise CheckpointError(
+                f"{name!r} is a {hf_config.model_type!r} checkpoint; {owner} loads "
+                f"{', '.join(model_types)}"
+            )
+        for key, value in (overrides or {}).items():
+            setattr(hf_config, key, value)
+        model, info = AutoModel.from_pretrained(
+            name,
+            config=hf_config,
+            attn_implementation="sdpa",
+            dtype=torch.float32,
+            output_loading_info=True,
+            **load_kwargs,
+        )
+    except OSError as exc:
+        raise CheckpointError(f"cannot load checkpoint {name!r} for {owner}: {exc}") from exc
+    if info.get("missing_keys"):
+        logging.getLogger("mmml_encoders_hf").warning(
+            "%s provides no weights for %s; transformers initialised them randomly",
+            name,
+            ", ".join(sorted(info["missing_keys"])),
+        )
+    return model

@@ -17,18 +17,16 @@ Letters: B batch, T tokens, D width.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor
-from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, RobertaConfig
+from transformers import AutoModel, AutoTokenizer, BertConfig, RobertaConfig
 
 from mmml_core.interfaces import EncoderOutput, FeatureEncoder
-from mmml_encoders_hf.checkpoints import LANGUAGES, CheckpointError, resolve
+from mmml_encoders_hf.checkpoints import LANGUAGES, CheckpointError, load_hf_model, resolve
 from mmml_encoders_hf.offline_tokenizers import (
     ZH_VOCAB_SIZE,
     chinese_tokenizer,
@@ -37,7 +35,6 @@ from mmml_encoders_hf.offline_tokenizers import (
 
 __all__ = ["RobertaEncoder", "TextConfig", "random_text_config"]
 
-log = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINTS = {"en": "roberta-base", "zh": "hfl/chinese-roberta-wwm-ext"}  # DESIGN §5
 DEFAULT_MAX_TOKENS = {"en": 96, "zh": 64}  # the authors' limits (DESIGN §4)
@@ -162,30 +159,9 @@ class RobertaEncoder(FeatureEncoder):
 
 
 def _load_pretrained(name: str, load_kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    model = load_hf_model(name, MODEL_TYPES, "the roberta encoder", load_kwargs)
     try:
-        hf_config = AutoConfig.from_pretrained(name, **load_kwargs)
-        if hf_config.model_type not in MODEL_TYPES:
-            raise CheckpointError(
-                f"{name!r} is a {hf_config.model_type!r} checkpoint; the roberta encoder loads "
-                f"{', '.join(MODEL_TYPES)}"
-            )
         tokenizer = AutoTokenizer.from_pretrained(name, **load_kwargs)
-        model, info = AutoModel.from_pretrained(
-            name,
-            config=hf_config,
-            attn_implementation="sdpa",
-            dtype=torch.float32,  # autocast, not the stored dtype, decides the compute precision
-            output_loading_info=True,
-            **load_kwargs,
-        )
-    except CheckpointError:
-        raise
     except OSError as exc:
-        raise CheckpointError(f"cannot load text checkpoint {name!r}: {exc}") from exc
-    if info.get("missing_keys"):
-        log.warning(
-            "%s provides no weights for %s; transformers initialised them randomly",
-            name,
-            ", ".join(sorted(info["missing_keys"])),
-        )
+        raise CheckpointError(f"cannot load the tokenizer of {name!r}: {exc}") from exc
     return tokenizer, model
