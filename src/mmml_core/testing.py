@@ -348,6 +348,8 @@ def write_tiny_dataset(
 
     import soundfile as sf
 
+    from mmml_core.data.reader import COLUMNS
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     n_per_split = n_per_split or {"train": 24, "valid": 8, "test": 8}
@@ -380,19 +382,7 @@ def write_tiny_dataset(
             )
     with open(root / "label.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(
-            [
-                "video_id",
-                "clip_id",
-                "text",
-                "label",
-                "label_T",
-                "label_A",
-                "label_V",
-                "annotation",
-                "mode",
-            ]
-        )
+        writer.writerow(COLUMNS)
         writer.writerows(rows)
     return root
 

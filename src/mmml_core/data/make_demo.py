@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmml_core.data.reader import COLUMNS
 from mmml_core.metrics import regression_metrics, sims_classes
 
 __all__ = ["LEVELS", "PREDICATES", "PROSODY", "Utterance", "generate", "label_report", "main"]
@@ -234,19 +235,7 @@ def generate(out: Path, seed: int = 0) -> list[Utterance]:
         sf.write(path, wave, SAMPLE_RATE, format="OGG", subtype="OPUS", compression_level=0.93)
     with open(out / "label.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(
-            [
-                "video_id",
-                "clip_id",
-                "text",
-                "label",
-                "label_T",
-                "label_A",
-                "label_V",
-                "annotation",
-                "mode",
-            ]
-        )
+        w.writerow(COLUMNS)
         for u in utterances:
             w.writerow(
                 [

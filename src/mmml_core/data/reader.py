@@ -39,6 +39,7 @@ from torch.utils.data import Dataset
 from mmml_core.data.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio, resampled_length
 
 __all__ = [
+    "COLUMNS",
     "DEFAULT_MAX_TEXT_TOKENS",
     "KINDS",
     "SPLITS",
@@ -63,6 +64,18 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 #: their default ``max_length``.
 DEFAULT_MAX_TEXT_TOKENS: dict[str, int] = {"en": 96, "zh": 64}
 
+#: The columns of ``label.csv`` in the MMSA layout, in their usual order.
+COLUMNS: tuple[str, ...] = (
+    "video_id",
+    "clip_id",
+    "text",
+    "label",
+    "label_T",
+    "label_A",
+    "label_V",
+    "annotation",
+    "mode",
+)
 _REQUIRED = ("video_id", "clip_id", "text", "label", "mode")
 _MODALITY_LABELS = ("label_T", "label_A")
 _MAX_LISTED = 200  # problems shown in the message; DatasetError.problems has them all
