@@ -10,17 +10,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-COLUMNS = [
-    "video_id",
-    "clip_id",
-    "text",
-    "label",
-    "label_T",
-    "label_A",
-    "label_V",
-    "annotation",
-    "mode",
-]
+from mmml_core.data.reader import COLUMNS
 
 
 def tone(seconds: float, sr: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
