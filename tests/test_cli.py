@@ -274,3 +274,13 @@ def test_config_file_then_flags_then_overrides(tmp_path):
     bad.write_text("[optimiser]\nlr = 1\n")
     proc = bench("--config", str(bad), "--dry-run")
     assert proc.returncode == 2 and "unknown section(s) ['optimiser']" in proc.stderr
+
+
+def test_encoder_overrides_follow_the_dataset_language(tmp_path):
+    proc = bench(
+        "--dataset", str(tmp_path), "--dataset-kind", "sims", "audio.max_seconds=4", "--dry-run"
+    )
+    assert proc.returncode == 0, proc.stderr
+    encoders = json.loads(proc.stdout)["model"]["encoders"]
+    assert encoders["audio"] == {"name": "hubert", "config": {"language": "zh", "max_seconds": 4.0}}
+    assert encoders["text"] == {"name": "roberta", "config": {"language": "zh"}}

@@ -309,8 +309,11 @@ def apply_override(
         return
     model = current.get("model", {})
     if head in ("text", "audio", "vision") and rest:
+        data = current.get("data", {})
+        kind = data.get("kind") or ("demo" if data.get("dataset", "demo") == "demo" else None)
+        language = KIND_LANGUAGE.get(kind or "", "en")
         name = _component(
-            (model.get("encoders") or {}).get(head) or DEFAULT_ENCODERS["en"].get(head, "")
+            (model.get("encoders") or {}).get(head) or DEFAULT_ENCODERS[language].get(head, "")
         )["name"]
         cls = registry.config_class("encoder", name)
         value = parse_value(cls, rest, text, f"encoder {name!r} ({head})")
@@ -343,12 +346,10 @@ def apply_override(
         target = layer.setdefault("loss", {"name": comp["name"]})
         target.setdefault("config", {})[rest] = value
         return
-    from mmml_core.engine import TrainConfig as _T
-
     raise ConfigError(
         f"override {key!r}: unknown key. Keys are train.FIELD, data.FIELD, seeds, "
         f"text.FIELD, audio.FIELD, fusion.FIELD, head.FIELD, subnet_head.FIELD, loss.FIELD.\n"
-        f"train fields:\n{describe_fields(_T)}\ndata fields:\n{describe_fields(DataConfig)}"
+        f"train fields:\n{describe_fields(TrainConfig)}\ndata fields:\n{describe_fields(DataConfig)}"
     )
 
 
