@@ -281,9 +281,7 @@ def _encoders_for(modality: str) -> list[str]:
     return out
 
 
-def apply_override(
-    layer: dict[str, Any], item: str, modalities: Sequence[str], current: Mapping[str, Any]
-) -> None:
+def apply_override(layer: dict[str, Any], item: str, current: Mapping[str, Any]) -> None:
     """Apply one ``key=value`` to ``layer`` (a config layer), typed by the field it names.
 
     Keys: ``train.FIELD``, ``data.FIELD``, ``seeds``, ``text.FIELD`` / ``audio.FIELD``

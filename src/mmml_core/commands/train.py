@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             current = _merge(current, layer)
         over: dict[str, Any] = {}
         for item in args.overrides:
-            apply_override(over, item, modalities or ["text", "audio"], _merge(current, over))
+            apply_override(over, item, _merge(current, over))
         layers.append(over)
         merged: dict[str, Any] = {}
         for layer in layers:
