@@ -272,11 +272,9 @@ def train_seed(
     resume: bool = False,
     progress: bool = True,
     checkpoint_extra: dict[str, Any] | None = None,
-    stop_after_epochs: int | None = None,
 ) -> dict[str, Any]:
     """Train one seed; writes ``out_dir/{state,best_loss,best_acc,results.json,curve.png}``
-    and returns the results. ``stop_after_epochs`` ends the process's work early (the run
-    stays resumable), for tests of resuming."""
+    and returns the results."""
     from tqdm.auto import tqdm
 
     from mmml_core.data import make_collate
@@ -325,7 +323,6 @@ def train_seed(
     )
     use_amp = cfg.amp and device.type == "cuda"
     single = spec.fusion is None
-    epochs_here = 0
     bar = tqdm(
         total=cfg.max_epochs,
         initial=meta["epoch"],
@@ -383,14 +380,6 @@ def train_seed(
             valid=f"{row['valid_loss']:.3f}",
             acc2=f"{row['valid_acc2']:.3f}",
         )
-        epochs_here += 1
-        if (
-            stop_after_epochs is not None
-            and epochs_here >= stop_after_epochs
-            and meta["stopped"] is None
-        ):
-            bar.close()
-            return {"incomplete": True, "epoch": epoch}
     bar.close()
 
     test_loader = _loader(
