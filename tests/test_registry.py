@@ -265,3 +265,21 @@ def test_a_component_missing_an_interface_method_cannot_be_created(fake_env):
     )
     with pytest.raises(TypeError, match="abstract method forward"):
         registry.create("fusion", "nofwd", input_dims={"text": 4})
+
+
+def test_plugins_check_imports_everything_and_reports_broken(fake_env, capsys):
+    from mmml_core.cli import main
+
+    dists, write = fake_env
+    write("fake_broken2", "raise RuntimeError('needs CUDA 99')\n")
+    dists.append(
+        FakeDist("mmml-broken", "0.2", [("mmml_core.fusions", "broken", "fake_broken2:X")])
+    )
+    assert main(["plugins"]) == 0
+    row = [ln.split() for ln in capsys.readouterr().out.splitlines() if " broken " in f" {ln} "]
+    assert row == [["fusion", "broken", "mmml-broken", "0.2", "available"]]  # not imported yet
+    assert "fake_broken2" not in sys.modules
+    assert main(["plugins", "--check", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["broken"]["status"] == "broken" and "needs CUDA 99" in rows["broken"]["error"]
+    assert rows["concat"]["status"] == "loaded"
