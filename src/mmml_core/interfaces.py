@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "MODALITY_HEADS",
+    "head_name",
     "Component",
     "EncoderOutput",
     "FeatureEncoder",
@@ -37,8 +38,20 @@ __all__ = [
     "config_dict",
 ]
 
-#: Subnet head name per modality; the fused head is ``"M"`` (the field's label names).
+#: The field's label names for the modalities it knows (``label_T``, ``label_A``,
+#: ``label_V``); the fused head is ``"M"``. Modalities are an open set: any other modality's
+#: head is named by :func:`head_name`.
 MODALITY_HEADS: dict[str, str] = {"text": "T", "audio": "A", "vision": "V"}
+
+
+def head_name(encoder: Any) -> str:
+    """The subnet head (and label) name of an encoder class or instance: its ``head``
+    attribute when set, else the modality's first letter upper-cased (text -> T, audio -> A,
+    vision -> V)."""
+    explicit = getattr(encoder, "head", None)
+    if explicit:
+        return str(explicit)
+    return str(encoder.modality)[:1].upper()
 
 
 @dataclass
@@ -85,6 +98,9 @@ class FeatureEncoder(Component):
     """
 
     modality: ClassVar[str]
+    #: The subnet head's name; None = the modality's first letter upper-cased (see
+    #: :func:`head_name`). Set it when two modalities would share a letter.
+    head: ClassVar[str | None] = None
 
     @property
     @abc.abstractmethod
@@ -105,6 +121,42 @@ class FeatureEncoder(Component):
         Called once by the engine before training; statistics must live in buffers so
         that they are saved with the checkpoint. The default needs none.
         """
+
+    def describe_inputs(self, previews: Sequence[Any]) -> dict[str, int]:
+        """Count what :meth:`preprocess` will do to a split's items, for the run's data report
+        (logged before training and kept in the run's results), e.g.
+        ``{"texts truncated to 96 tokens": 3}`` or ``{"clips shorter than 400 samples
+        (25 ms), zero-padded to it": 1}``. Only non-zero counts need to be returned.
+
+        ``previews`` has one entry per item, what the dataset can tell without decoding:
+        the text itself for text, the number of 16 kHz samples (after the length cut) for
+        audio, the raw item for other modalities. The default reports nothing.
+        """
+        return {}
+
+    def load_input(self, value: Any) -> Any:
+        """A raw item of this modality from a user's value (``mmml-bench predict``): the
+        string itself for text, a file path (any format soundfile reads) or 16 kHz samples for
+        audio; other modalities get the value as given unless their encoder overrides this."""
+        if self.modality == "audio" and not hasattr(value, "shape"):
+            from mmml_core.data.audio import load_audio
+
+            return load_audio(value, max_seconds=getattr(self.config, "max_seconds", None))
+        return value
+
+    def save_assets(self, directory: Any) -> bool:
+        """Write into ``directory`` (a ``pathlib.Path`` that exists) every file besides the
+        weights that is needed to rebuild this encoder offline (tokenizer, architecture
+        config), so that a trained checkpoint is self-contained. Return True when something
+        was written. The default (nothing needed beyond the config) writes nothing."""
+        return False
+
+    @classmethod
+    def config_with_assets(cls, config: dict[str, Any], directory: Any) -> dict[str, Any]:
+        """The config that rebuilds this encoder from the files :meth:`save_assets` wrote
+        into ``directory`` (the weights come from the checkpoint's own weights file). Only
+        called when ``save_assets`` returned True. The default returns ``config`` unchanged."""
+        return config
 
 
 class Fusion(Component):
