@@ -279,7 +279,7 @@ def test_plugins_check_imports_everything_and_reports_broken(fake_env, capsys):
     row = [ln.split() for ln in capsys.readouterr().out.splitlines() if " broken " in f" {ln} "]
     assert row == [["fusion", "broken", "mmml-broken", "0.2", "available"]]  # not imported yet
     assert "fake_broken2" not in sys.modules
-    assert main(["plugins", "--check", "--json"]) == 0
+    assert main(["plugins", "--check", "--json"]) == 1  # a broken component fails the check
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["broken"]["status"] == "broken" and "needs CUDA 99" in rows["broken"]["error"]
     assert rows["concat"]["status"] == "loaded"
