@@ -112,11 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         for row in rows:
             cfg = resolve(row.layers, row.modalities)
-            encoders = ", ".join(f"{m}={s['name']}" for m, s in cfg.model["encoders"].items())
-            fusion = cfg.model["fusion"]
+            encoders = ", ".join(f"{m}={s.name}" for m, s in cfg.model.encoders.items())
+            fusion = cfg.model.fusion
+            described = f"{fusion.name} {json.dumps(fusion.config)}" if fusion else "none"
             print(
-                f"{row.label}: {encoders}; fusion {fusion['name'] + ' ' + json.dumps(fusion['config']) if fusion else 'none'}; "
-                f"heads {','.join(cfg.model['heads'])}; reports {row.head}; seeds {cfg.seeds}"
+                f"{row.label}: {encoders}; fusion {described}; "
+                f"heads {','.join(cfg.model.heads)}; reports {row.head}; seeds {cfg.seeds}"
             )
         return 0
     table, _ = run_comparison(rows, out)

@@ -4,9 +4,9 @@ A :class:`ModelSpec` names every part by registry name with its config; :func:`b
 turns it into a :class:`MultimodalModel`. The spec is plain JSON, which is what a checkpoint
 stores (never pickle).
 
-Heads: ``"M"`` is the fused head on the fusion's output; ``"T"``/``"A"`` (see
-:data:`~mmml_core.interfaces.MODALITY_HEADS`) are subnet heads on each encoder's pooled vector
-(the paper's multi-loss, section 3.3). A model without a fusion is a single-modality model
+Heads: ``"M"`` is the fused head on the fusion's output; each encoder's modality has a subnet
+head on its pooled vector (the paper's multi-loss, section 3.3), named by
+:func:`~mmml_core.interfaces.head_name` (``T`` for text, ``A`` for audio, ...). A model without a fusion is a single-modality model
 whose only head is that modality's subnet head (the paper's "text-only" rows).
 """
 
@@ -20,30 +20,10 @@ from typing import Any
 from torch import Tensor, nn
 
 from mmml_core import registry
-from mmml_core.interfaces import MODALITY_HEADS, EncoderOutput, FeatureEncoder, config_dict
+from mmml_core.interfaces import EncoderOutput, FeatureEncoder, config_dict, head_name
+from mmml_core.runconfig import ComponentSpec
 
 __all__ = ["ComponentSpec", "ModelSpec", "MultimodalModel", "build_model"]
-
-
-@dataclass
-class ComponentSpec:
-    name: str
-    config: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def coerce(cls, value: Any) -> ComponentSpec:
-        if isinstance(value, ComponentSpec):
-            return value
-        if isinstance(value, str):
-            return cls(value)
-        if isinstance(value, Mapping):
-            unknown = set(value) - {"name", "config"}
-            if unknown or "name" not in value:
-                raise ValueError(
-                    f"a component spec has keys 'name' and 'config', got {dict(value)}"
-                )
-            return cls(value["name"], dict(value.get("config") or {}))
-        raise TypeError(f"cannot read a component spec from {value!r}")
 
 
 @dataclass
@@ -64,10 +44,7 @@ class ModelSpec:
         self.subnet_head = ComponentSpec.coerce(self.subnet_head)
         if not self.encoders:
             raise ValueError("a model needs at least one encoder")
-        unknown = [m for m in self.encoders if m not in MODALITY_HEADS]
-        if unknown:
-            raise ValueError(f"unknown modality {unknown}; modalities are {list(MODALITY_HEADS)}")
-        possible = {MODALITY_HEADS[m] for m in self.encoders}
+        possible = set(self.subnet_head_names().values())
         if self.fusion is not None:
             possible.add("M")
         self.heads = tuple(h for h in self.heads if h in possible)
@@ -82,6 +59,10 @@ class ModelSpec:
                 f"a fused model needs the fused head M (heads {list(self.heads)}); drop the "
                 "fusion for a single-modality model"
             )
+
+    def subnet_head_names(self) -> dict[str, str]:
+        """modality -> subnet head name, from the encoder classes (imports them)."""
+        return {m: head_name(registry.load("encoder", s.name)) for m, s in self.encoders.items()}
 
     def to_dict(self) -> dict[str, Any]:
         def c(s: ComponentSpec) -> dict[str, Any]:
@@ -123,6 +104,7 @@ class MultimodalModel(nn.Module):
         self.fusion = fusion
         self.head = head
         self.subnet_heads = nn.ModuleDict(dict(subnet_heads))  # keyed by modality
+        self.head_names = {m: head_name(e) for m, e in self.encoders.items()}  # modality -> head
 
     @property
     def modalities(self) -> list[str]:
@@ -141,7 +123,7 @@ class MultimodalModel(nn.Module):
             preds["M"] = self.head(self.fusion(encoded))  # (B,)
         for m, out in encoded.items():
             if m in self.subnet_heads:
-                preds[MODALITY_HEADS[m]] = self.subnet_heads[m](out.pooled)  # (B,)
+                preds[self.head_names[m]] = self.subnet_heads[m](out.pooled)  # (B,)
         if not preds:
             raise ValueError(
                 f"no head can predict from {sorted(inputs)} alone; heads: {list(self.spec.heads)}"
@@ -199,6 +181,6 @@ def build_model(spec: ModelSpec | Mapping[str, Any]) -> MultimodalModel:
     subnet_heads = {
         m: registry.create("head", spec.subnet_head.name, in_dim=dims[m], **spec.subnet_head.config)
         for m in encoders
-        if MODALITY_HEADS[m] in spec.heads
+        if head_name(encoders[m]) in spec.heads
     }
     return MultimodalModel(spec, encoders, fusion, head, subnet_heads)

@@ -11,16 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 __all__ = ["configure_parser", "run"]
 
 OVERRIDE_HELP = """key=value overrides, applied last: train.FIELD (e.g. train.lr=1e-4,
-train.max_epochs=5), data.FIELD, seeds=1,2, text.FIELD / audio.FIELD (encoder config, e.g.
-text.checkpoint=random:tiny), fusion.FIELD (e.g. fusion.layers=2), head.FIELD,
-subnet_head.FIELD, loss.FIELD (e.g. loss.weights={"M":1})"""
+train.max_epochs=5), data.FIELD (e.g. data.max_items=40 for a quick smoke run), seeds=1,2,
+MODALITY.FIELD for that modality's encoder (e.g. text.checkpoint=random:tiny,
+audio.freeze_feature_extractor=false), fusion.FIELD (e.g. fusion.layers=2), head.FIELD,
+subnet_head.FIELD, loss.FIELD (e.g. loss.weights={"M":1}), output.dir"""
 
 
 def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -47,8 +46,9 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--modalities",
         metavar="M[,M]",
-        help="modalities to use: text,audio (default), text or audio (a "
-        "single-modality model with its subnet head)",
+        help="modalities to use (default: those the dataset kind has default encoders "
+        "for, plus any given with --encoder); one modality = a single-modality model "
+        "with its subnet head",
     )
     parser.add_argument(
         "--dataset",
@@ -57,8 +57,9 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
     )
     parser.add_argument(
         "--dataset-kind",
-        choices=["mosi", "mosei", "sims", "demo"],
-        help="label scheme and language of a dataset path",
+        metavar="KIND",
+        help="the dataset's kind (label scheme, language, default encoders): "
+        "mosi, mosei, sims, demo, or one a plugin registers (mmml-bench list dataset)",
     )
     parser.add_argument("--seeds", metavar="N[,N]", help="seeds (default 1,11,111)")
     parser.add_argument(
@@ -74,7 +75,11 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
         metavar="NAME",
         help="a bundled configuration (demo, paper-mosi, paper-mosei, paper-sims)",
     )
-    parser.add_argument("--out", metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="run folder (default runs/<dataset>-<fusion>-<date>-<time>, made unique)",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -88,124 +93,137 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="validate and print the resolved configuration, train nothing",
+        help="resolve and print the configuration, build every component on the meta "
+        "device and validate the dataset; report every problem; train nothing",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDE_HELP)
     get_plugin_manager().hook.mmml_add_cli_options(parser=parser)
 
 
-def _layers(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str] | None]:
+def _layers(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
+    """The preset, config-file, flag and ``key=value`` layers, and the problems found in them."""
     from mmml_core.config import ConfigError
-    from mmml_core.run import load_config_file, preset_path
+    from mmml_core.runconfig import (
+        Layer,
+        Problem,
+        flags_layer,
+        load_config_file,
+        override_layer,
+        preset_path,
+    )
 
-    layers: list[dict[str, Any]] = []
-    if args.preset:
-        layers.append(load_config_file(preset_path(args.preset)))
-    if args.config:
-        layers.append(load_config_file(args.config))
-    flags: dict[str, Any] = {}
-    modalities = [m.strip() for m in args.modalities.split(",")] if args.modalities else None
-    if args.dataset:
-        flags.setdefault("data", {})["dataset"] = args.dataset
-    if args.dataset_kind:
-        flags.setdefault("data", {})["kind"] = args.dataset_kind
-    if args.seeds:
-        flags["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
-    if args.device:
-        flags.setdefault("train", {})["device"] = args.device
-    if args.loss:
-        flags["loss"] = {"name": args.loss}
-    model: dict[str, Any] = {}
-    if modalities and len(modalities) == 1 and args.fusion and args.fusion.lower() != "none":
-        raise ConfigError(f"--modalities {modalities[0]} is a single-modality model: no --fusion")
-    if args.fusion:
-        model["fusion"] = None if args.fusion.lower() == "none" else args.fusion
-    if args.heads:
-        model["heads"] = [h.strip() for h in args.heads.split(",") if h.strip()]
-    for item in args.encoder:
-        if "=" in item:
-            modality, name = item.split("=", 1)
-        else:
-            from mmml_core import registry
-
-            name = item
-            modality = getattr(registry.load("encoder", name), "modality", None)
-        model.setdefault("encoders", {})[modality] = {"name": name, "config": {}}
-    if model:
-        flags["model"] = model
+    layers: list[Layer] = []
+    problems: list[Problem] = []
+    for flag, value, find in (
+        ("--preset", args.preset, preset_path),
+        ("--config", args.config, lambda v: v),
+    ):
+        if not value:
+            continue
+        try:
+            layers.append(Layer(f"{flag} {value}", load_config_file(find(value))))
+        except ConfigError as exc:
+            problems.append(Problem(flag, str(exc), f"{flag} {value}"))
+    flags, found = flags_layer(
+        dataset=args.dataset,
+        kind=args.dataset_kind,
+        seeds=args.seeds,
+        device=args.device,
+        loss=args.loss,
+        fusion=args.fusion,
+        heads=args.heads,
+        modalities=args.modalities,
+        encoders=args.encoder,
+        out=args.out,
+    )
     layers.append(flags)
-    return layers, modalities
+    problems += found
+    overrides, found = override_layer(args.overrides, layers)
+    layers.append(overrides)
+    problems += found
+    return layers, problems
+
+
+def _configure_hooks(pm: Any, layers: list[Any], args: argparse.Namespace) -> list[Any]:
+    """Let hook plugins adjust the configuration; what they change becomes the top layer."""
+    from mmml_core.runconfig import Layer, merge_layers
+
+    merged, _, _ = merge_layers(layers)
+    before = json.dumps(merged, sort_keys=True, default=str)
+    pm.hook.mmml_configure_run(run_config=merged, options=vars(args))
+    if json.dumps(merged, sort_keys=True, default=str) == before:
+        return layers
+    return [Layer("a mmml_configure_run hook", merged)]
+
+
+def _error(message: str) -> int:
+    print(f"mmml-bench: error: {message}", file=sys.stderr)
+    return 2
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmml_core import registry
     from mmml_core.config import ConfigError
     from mmml_core.hooks import get_plugin_manager
-    from mmml_core.run import _merge, apply_override, resolve
+    from mmml_core.runconfig import ConfigErrors, Problem, resolve
 
     pm = get_plugin_manager()
+    layers, problems = _layers(args)
     try:
-        layers, modalities = _layers(args)
-        current: dict[str, Any] = {}
-        for layer in layers:
-            current = _merge(current, layer)
-        over: dict[str, Any] = {}
-        for item in args.overrides:
-            apply_override(over, item, _merge(current, over))
-        layers.append(over)
-        merged: dict[str, Any] = {}
-        for layer in layers:
-            merged = _merge(merged, layer)
-        pm.hook.mmml_configure_run(run_config=merged, options=vars(args))
-        cfg = resolve([merged], modalities)
-    except (
-        ConfigError,
-        registry.UnknownComponentError,
-        registry.PluginConflictError,
-        ValueError,
-    ) as exc:
-        print(f"mmml-bench: error: {exc}", file=sys.stderr)
-        return 2
+        cfg = resolve(_configure_hooks(pm, layers, args))
+    except ConfigErrors as exc:  # report the layers' problems and these together
+        return _error(str(ConfigErrors([*problems, *exc.problems])))
+    except ConfigError as exc:
+        problems.append(Problem("configuration", str(exc)))
+    if problems:
+        return _error(str(ConfigErrors(problems)))
 
     from mmml_core.engine import resolve_device
 
     try:
-        resolve_device(cfg.train.get("device", "auto"))
+        resolve_device(cfg.train.device)
     except (RuntimeError, ValueError) as exc:  # no CUDA here, or a malformed device name
-        print(f"mmml-bench: error: {exc}", file=sys.stderr)
-        return 2
-    resolved = cfg.to_dict()
-    if args.dry_run:
-        print(json.dumps(resolved, indent=2))
-        return 0
-    fusion = (cfg.model["fusion"] or {"name": "+".join(cfg.model["encoders"])})["name"]
-    out = Path(
-        args.out or f"runs/{Path(cfg.data.dataset).name}-{fusion}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    if out.exists() and any(out.iterdir()) and not args.resume:
-        print(
-            f"mmml-bench: error: {out} exists and is not empty; pass --resume to continue "
-            "that run, or another --out",
-            file=sys.stderr,
-        )
-        return 2
-    print(
-        f"mmml-bench: {cfg.data.dataset} ({cfg.data.kind}), encoders "
-        + ", ".join(f"{m}={s['name']}" for m, s in cfg.model["encoders"].items())
-        + f", fusion {cfg.model['fusion']['name'] if cfg.model['fusion'] else 'none'}, "
-        f"heads {','.join(cfg.model['heads'])}, loss {cfg.loss['name']}, seeds "
-        f"{','.join(map(str, cfg.seeds))} -> {out}",
-        file=sys.stderr,
-    )
-    from mmml_core.data import DatasetError
-    from mmml_core.run import run_experiment
+        return _error(f"train.device: {exc}")
+
+    from mmml_core.validate import check_run, describe_report
 
     try:
-        result = run_experiment(cfg, out, resume=args.resume, progress=not args.no_progress)
-    except (DatasetError, ConfigError, FileNotFoundError) as exc:
-        print(f"mmml-bench: error: {exc}", file=sys.stderr)
-        return 2
+        checked = check_run(cfg)
+    except ConfigError as exc:
+        return _error(str(exc))
+    if args.dry_run:
+        print(json.dumps(checked.resolved(), indent=2))
+        print(describe_report(checked.data_report), file=sys.stderr)
+        print(
+            "mmml-bench: configuration, components and data checked; nothing trained "
+            "(parameters: " + ", ".join(f"{k} {v:,}" for k, v in checked.parameters.items()) + ")",
+            file=sys.stderr,
+        )
+        return 0
+    return _train(checked, args, pm)
+
+
+def _train(checked: Any, args: argparse.Namespace, pm: Any) -> int:
+    from mmml_core.config import ConfigError
+    from mmml_core.engine import TrainingDiverged
+    from mmml_core.run import open_run_folder, run_experiment
+
+    cfg = checked.config
+    try:
+        with open_run_folder(cfg.output.dir, cfg, resume=args.resume) as out:
+            print(
+                f"mmml-bench: {cfg.data.dataset} ({cfg.data.kind}), encoders "
+                + ", ".join(f"{m}={s.name}" for m, s in cfg.model.encoders.items())
+                + f", fusion {cfg.model.fusion.name if cfg.model.fusion else 'none'}, "
+                f"heads {','.join(cfg.model.heads)}, loss {cfg.loss.name}, seeds "
+                f"{','.join(map(str, cfg.seeds))} -> {out}",
+                file=sys.stderr,
+            )
+            result = run_experiment(checked, out, resume=args.resume, progress=not args.no_progress)
+    except TrainingDiverged as exc:
+        return _error(str(exc))
+    except (ConfigError, OSError) as exc:
+        return _error(str(exc))
     pm.hook.mmml_report_results(run_dir=str(out), results=result["summary"])
     if args.json:
         print(json.dumps(result["summary"], indent=2))

@@ -67,6 +67,7 @@ from mmml_core.interfaces import EncoderOutput, Fusion
 
 __all__ = [
     "MODALITIES",
+    "default_heads",
     "POOLS",
     "VARIANTS",
     "CrossAttentionFusion",
@@ -86,7 +87,8 @@ class CrossAttentionFusionConfig:
     input_dims: dict[str, int] = field(default_factory=dict)
     # H; None = the text encoder's width, so the paper's equal-width encoders need no projection
     hidden: int | None = None
-    heads: int = 12  # as the base encoders the fusion sits on (DESIGN §6)
+    # None: chosen from the width by :func:`default_heads` (12 for 768, 16 for 1024, 4 for 64)
+    heads: int | None = None
     layers: int = 5  # the paper (appendix A.1) found 5 fusion layers best
     dropout: float = 0.3  # on every residual branch (hidden dropout), DESIGN §6
     attention_dropout: float = 0.3  # on the attention probabilities, DESIGN §6
@@ -112,6 +114,8 @@ class CrossAttentionFusionConfig:
         if self.hidden is not None and self.hidden <= 0:
             raise ValueError(f"hidden must be positive or None, got {self.hidden}")
         width = self.width
+        if self.heads is None:
+            self.heads = default_heads(width)
         if self.heads <= 0 or width % self.heads:
             raise ValueError(f"the fusion width H={width} is not divisible by heads={self.heads}")
         if self.layers < 1:
@@ -133,6 +137,16 @@ class CrossAttentionFusionConfig:
     def width(self) -> int:
         """H: ``hidden`` if given, else the text encoder's width."""
         return self.hidden if self.hidden is not None else int(self.input_dims["text"])
+
+
+def default_heads(width: int) -> int:
+    """Attention heads for a fusion of width H when none are given: heads of width 64 (the
+    BERT-family convention: 768 -> 12 as roberta-base and the paper, 1024 -> 16 as the large
+    encoders) when H is a multiple of 64 and at least 128; otherwise the most heads of width at
+    least 16 that divide H (64 -> 4, 96 -> 6, 100 -> 5), at least one."""
+    if width % 64 == 0 and width >= 128:
+        return width // 64
+    return max(h for h in range(1, max(1, width // 16) + 1) if width % h == 0)
 
 
 class _Attention(nn.Module):

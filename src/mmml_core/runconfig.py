@@ -1,0 +1,1074 @@
+"""The run configuration: typed sections, layers merged in one place, every problem at once.
+
+A run is configured in layers, lowest first:
+
+1. built-in defaults (:data:`BUILTIN_DEFAULTS`);
+2. the dataset kind's defaults (``defaults`` of the kind's class in the ``dataset`` registry:
+   the bundled demo set brings its tiny encoders and training settings from there);
+3. a preset (``--preset``) and/or a configuration file (``--config``, TOML or JSON);
+4. command-line flags (``--encoder``, ``--fusion``, ``--dataset``, ...);
+5. ``key=value`` overrides (``train.lr=1e-4``, ``fusion.layers=2``, ``text.checkpoint=DIR``).
+
+Every layer has the same shape (the shape of a configuration file)::
+
+    seeds = [1, 11, 111]
+    [data]    dataset, kind, max_audio_seconds, max_items
+    [model]   encoders = {MODALITY = {name, config}}, fusion = {name, config} | "none",
+              head, subnet_head, heads = ["M", "T", "A"], modalities = ["text", "audio"]
+    [loss]    name, config
+    [train]   the fields of :class:`mmml_core.engine.TrainConfig`
+    [output]  dir
+
+A component is ``{name, config}`` or just its name. A higher layer that names a *different*
+component replaces the lower one with its config; naming the same component again keeps the
+config below and changes only the keys it gives.
+
+:func:`resolve` merges the layers (:func:`merge_layers`, which remembers which layer set each
+key), checks every section and every component's keys, and raises one
+:class:`ConfigErrors` listing every problem, each naming its key and the layer it came from.
+What needs the components themselves (widths, heads, checkpoints) and the data is checked by
+:mod:`mmml_core.validate`. This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmml_core import registry
+from mmml_core.config import ConfigError, check_keys, describe_fields, parse_value
+
+__all__ = [
+    "BUILTIN_DEFAULTS",
+    "PRESETS_DIR",
+    "SECTIONS",
+    "ComponentSpec",
+    "ConfigErrors",
+    "DataConfig",
+    "Layer",
+    "ModelConfig",
+    "OutputConfig",
+    "Problem",
+    "RunConfig",
+    "component_problems",
+    "flags_layer",
+    "load_config_file",
+    "merge_layers",
+    "override_layer",
+    "preset_path",
+    "resolve",
+    "user_key",
+]
+
+PRESETS_DIR = Path(__file__).with_name("presets")
+SECTIONS: tuple[str, ...] = ("data", "model", "loss", "train", "seeds", "output")
+_MODEL_KEYS = ("encoders", "fusion", "head", "subnet_head", "heads", "modalities")
+_ROLES = ("fusion", "head", "subnet_head")  # model components besides the encoders
+
+#: The lowest layer. Encoders are not named here: each dataset kind names the default encoder
+#: per modality for its language (``default_encoders``).
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "data": {"dataset": "demo"},
+    "model": {
+        "fusion": {"name": "cross_attn"},  # the MMML fusion network (paper section 3.2)
+        "head": {"name": "mlp"},  # the paper's three fully connected layers
+        "subnet_head": {"name": "linear"},  # Dropout -> Linear on each encoder's pooled vector
+    },
+    "loss": {"name": "l1"},  # the authors' code trains with L1 (the paper's text says L2)
+    "seeds": [1, 11, 111],  # the paper averages 3 runs
+}
+
+
+# -- problems -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a run: the user-facing ``key`` (``fusion.heads``, ``train.lr``,
+    ``data.dataset``), what is wrong, and the layer that set the key (``None`` when no
+    layer did, e.g. a missing value)."""
+
+    key: str
+    message: str
+    origin: str | None = None
+
+    def __str__(self) -> str:
+        where = f" [set by {self.origin}]" if self.origin else ""
+        return f"{self.key}{where}: {self.message}"
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in a run's configuration (or data), reported together."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = "1 problem" if n == 1 else f"{n} problems"
+        lines = [f"{head} in the run configuration:"]
+        for p in self.problems:
+            text = str(p).replace("\n", "\n      ")
+            lines.append(f"  - {text}")
+        super().__init__("\n".join(lines))
+
+
+# -- typed sections ---------------------------------------------------------------------------
+
+
+@dataclass
+class ComponentSpec:
+    """A component by registry name, with the keyword config it is created with."""
+
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def coerce(cls, value: Any) -> ComponentSpec:
+        """From a spec, a bare name, or ``{name, config}``."""
+        if isinstance(value, ComponentSpec):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"name", "config"}
+            if unknown or "name" not in value or not isinstance(value["name"], str):
+                raise ValueError(
+                    f"a component is {{name, config}} or a name, got {json.dumps(value)}"
+                )
+            config = value.get("config") or {}
+            if not isinstance(config, Mapping):
+                raise ValueError(f"a component's config is a table of keys, got {config!r}")
+            return cls(value["name"], dict(config))
+        raise ValueError(f"cannot read a component from {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "config": copy.deepcopy(self.config)}
+
+
+@dataclass
+class DataConfig:
+    # "demo" (the bundled set, no download) or a dataset root in the MMSA layout
+    dataset: str = "demo"
+    # a registered dataset kind (mmml-bench list dataset); required with a path
+    kind: str | None = None
+    # the authors' cut: the first 6 s of each clip
+    max_audio_seconds: float | None = 6.0
+    # the first N rows of each split only (smoke runs); None = every row
+    max_items: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_audio_seconds is not None and not self.max_audio_seconds > 0:
+            raise ValueError(f"max_audio_seconds must be > 0 or none, got {self.max_audio_seconds}")
+        if self.max_items is not None and self.max_items < 1:
+            raise ValueError(f"max_items must be >= 1 or none, got {self.max_items}")
+
+
+@dataclass
+class OutputConfig:
+    # the run folder; None = runs/<dataset>-<fusion>-<date>-<time>, unique per run
+    dir: str | None = None
+
+
+@dataclass
+class ModelConfig:
+    """What to build: encoders per modality, a fusion (None for one modality), the fused head,
+    the subnet head (one per modality) and the heads that are trained."""
+
+    encoders: dict[str, ComponentSpec]
+    fusion: ComponentSpec | None
+    head: ComponentSpec
+    subnet_head: ComponentSpec
+    heads: list[str]
+    subnet_heads: dict[str, str]  # modality -> head name (T, A, ...)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "encoders": {m: s.to_dict() for m, s in self.encoders.items()},
+            "fusion": None if self.fusion is None else self.fusion.to_dict(),
+            "head": self.head.to_dict(),
+            "subnet_head": self.subnet_head.to_dict(),
+            "heads": list(self.heads),
+        }
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig
+    model: ModelConfig
+    loss: ComponentSpec
+    train: Any  # mmml_core.engine.TrainConfig
+    seeds: list[int]
+    output: OutputConfig
+    scheme: str  # the dataset kind's metric scheme
+    language: str  # the dataset kind's text language
+    origins: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as a configuration file (every layer folded in)."""
+        return {
+            "data": dataclasses.asdict(self.data),
+            "model": self.model.to_dict(),
+            "loss": self.loss.to_dict(),
+            "train": dataclasses.asdict(self.train),
+            "seeds": list(self.seeds),
+            "output": dataclasses.asdict(self.output),
+        }
+
+
+# -- layers -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Layer:
+    """One configuration layer: its data, its name in messages (``"preset 'demo'"``), and
+    optionally a finer name per key (the flag or the ``key=value`` item that set it)."""
+
+    name: str
+    data: Mapping[str, Any]
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def label(self, path: str) -> str:
+        return self.labels.get(path, self.name)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A JSON or TOML run configuration (see the module docstring for its layout)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # OSError, UnicodeDecodeError, TOML and JSON errors alike
+        raise ConfigError(f"{path}: cannot read it as a run configuration ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a run configuration is a table of sections")
+    return data
+
+
+def preset_path(name: str) -> Path:
+    path = PRESETS_DIR / f"{name}.toml"
+    if not path.is_file():
+        names = sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+        raise ConfigError(f"no preset {name!r}; presets: {', '.join(names)}")
+    return path
+
+
+def _component_or_none(value: Any) -> dict[str, Any] | None:
+    if value is None or (isinstance(value, str) and value.lower() == "none"):
+        return None
+    spec = ComponentSpec.coerce(value)
+    out: dict[str, Any] = {"name": spec.name}
+    if isinstance(value, Mapping) and "config" in value:
+        out["config"] = dict(spec.config)
+    return out
+
+
+class _Merger:
+    """Folds layers into one plain configuration and remembers the layer of every key."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.origins: dict[str, str] = {}
+        self.problems: list[Problem] = []
+
+    def _set(self, path: str, label: str) -> None:
+        self.origins[path] = label
+
+    def _drop(self, prefix: str) -> None:
+        for key in [k for k in self.origins if k == prefix or k.startswith(prefix + ".")]:
+            del self.origins[key]
+
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer.data, Mapping):
+            self.problems.append(Problem("(layer)", "a layer is a table of sections", layer.name))
+            return
+        for section, value in layer.data.items():
+            if section not in SECTIONS:
+                close = difflib.get_close_matches(section, SECTIONS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.problems.append(
+                    Problem(
+                        str(section),
+                        f"unknown section{hint}; sections are {', '.join(SECTIONS)}",
+                        layer.name,
+                    )
+                )
+            elif section == "seeds":
+                self.data["seeds"] = copy.deepcopy(value)
+                self._set("seeds", layer.label("seeds"))
+            elif section == "loss":
+                self._component(self.data, "loss", "loss", value, layer)
+            elif section == "model":
+                self._model(value, layer)
+            else:
+                self._table(section, value, layer)
+
+    def _table(self, section: str, value: Any, layer: Layer) -> None:
+        if not isinstance(value, Mapping):
+            self.problems.append(Problem(section, "expected a table of keys", layer.name))
+            return
+        target = self.data.setdefault(section, {})
+        for key, v in value.items():
+            target[key] = copy.deepcopy(v)
+            self._set(f"{section}.{key}", layer.label(f"{section}.{key}"))
+
+    def _model(self, value: Any, layer: Layer) -> None:
+        if not isinstance(value, Mapping):
+            self.problems.append(Problem("model", "expected a table of keys", layer.name))
+            return
+        model = self.data.setdefault("model", {})
+        for key, v in value.items():
+            path = f"model.{key}"
+            if key == "encoders":
+                if not isinstance(v, Mapping):
+                    self.problems.append(
+                        Problem("model.encoders", "expected modality = encoder", layer.name)
+                    )
+                    continue
+                encoders = model.setdefault("encoders", {})
+                for modality, spec in v.items():
+                    self._component(encoders, modality, f"{path}.{modality}", spec, layer)
+            elif key in _ROLES:
+                self._component(model, key, path, v, layer)
+            elif key in ("heads", "modalities"):
+                model[key] = copy.deepcopy(v)
+                self._set(path, layer.label(path))
+            else:
+                self.problems.append(
+                    Problem(
+                        path,
+                        f"unknown key; model keys are {', '.join(_MODEL_KEYS)}",
+                        layer.name,
+                    )
+                )
+
+    def _component(
+        self, container: dict[str, Any], key: str, path: str, value: Any, layer: Layer
+    ) -> None:
+        try:
+            spec = _component_or_none(value)
+        except ValueError as exc:
+            self.problems.append(Problem(user_key(path), str(exc), layer.label(path)))
+            return
+        old = container.get(key)
+        if spec is None:
+            container[key] = None
+            self._drop(path)
+            self._set(path, layer.label(path))
+            return
+        if old is None or old["name"] != spec["name"]:
+            container[key] = {"name": spec["name"], "config": {}}
+            self._drop(path)
+        self._set(f"{path}.name", layer.label(f"{path}.name"))
+        config = container[key]["config"]
+        for k, v in spec.get("config", {}).items():
+            config[k] = copy.deepcopy(v)
+            self._set(f"{path}.config.{k}", layer.label(f"{path}.config.{k}"))
+
+
+def merge_layers(layers: Sequence[Layer]) -> tuple[dict[str, Any], dict[str, str], list[Problem]]:
+    """Fold ``layers`` (lowest first): ``(merged, origins, problems)``; ``origins`` maps each
+    internal key path (``model.fusion.config.heads``) to the name of the layer that set it."""
+    merger = _Merger()
+    for layer in layers:
+        merger.add(layer)
+    return merger.data, merger.origins, merger.problems
+
+
+def user_key(path: str) -> str:
+    """The key a user writes for an internal path: ``model.fusion.config.heads`` ->
+    ``fusion.heads``, ``model.encoders.audio.config.checkpoint`` -> ``audio.checkpoint``,
+    ``model.encoders.audio.name`` -> ``audio``, ``loss.config.weights`` -> ``loss.weights``."""
+    parts = path.split(".")
+    if parts[:2] == ["model", "encoders"] and len(parts) >= 3:
+        parts = parts[2:]
+    elif parts[0] == "model" and len(parts) >= 2:
+        parts = parts[1:]
+    parts = [p for p in parts if p not in ("config", "name")]
+    return ".".join(parts)
+
+
+def _origin(origins: Mapping[str, str], *paths: str) -> str | None:
+    for path in paths:
+        if path in origins:
+            return origins[path]
+    return None
+
+
+# -- command line: flags and key=value ----------------------------------------------------------
+
+
+def flags_layer(
+    *,
+    dataset: str | None = None,
+    kind: str | None = None,
+    seeds: str | None = None,
+    device: str | None = None,
+    loss: str | None = None,
+    fusion: str | None = None,
+    heads: str | None = None,
+    modalities: str | None = None,
+    encoders: Sequence[str] = (),
+    out: str | None = None,
+) -> tuple[Layer, list[Problem]]:
+    """The layer of the training command's flags (each key labelled with its flag)."""
+    data: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    problems: list[Problem] = []
+
+    def put(path: str, value: Any, flag: str) -> None:
+        node = data
+        *parents, last = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+        labels[path] = flag
+
+    if dataset:
+        put("data.dataset", dataset, f"--dataset {dataset}")
+    if kind:
+        put("data.kind", kind, f"--dataset-kind {kind}")
+    if seeds:
+        try:
+            put("seeds", [int(s) for s in seeds.split(",") if s.strip()], f"--seeds {seeds}")
+        except ValueError:
+            problems.append(Problem("seeds", f"not a list of integers: {seeds!r}", "--seeds"))
+    if device:
+        put("train.device", device, f"--device {device}")
+    if loss:
+        put("loss", {"name": loss}, f"--loss {loss}")
+        labels["loss.name"] = f"--loss {loss}"
+    if fusion:
+        put("model.fusion", None if fusion.lower() == "none" else {"name": fusion}, "--fusion")
+        labels["model.fusion.name"] = f"--fusion {fusion}"
+        labels["model.fusion"] = f"--fusion {fusion}"
+    if heads:
+        put("model.heads", [h.strip() for h in heads.split(",") if h.strip()], f"--heads {heads}")
+    if modalities:
+        mods = [m.strip() for m in modalities.split(",") if m.strip()]
+        put("model.modalities", mods, f"--modalities {modalities}")
+    for item in encoders:
+        if "=" in item:
+            modality, name = (s.strip() for s in item.split("=", 1))
+        else:
+            name = item.strip()
+            try:
+                modality = registry.load("encoder", name).modality
+            except Exception as exc:  # unknown, broken or conflicting: reported with the flag
+                problems.append(Problem("--encoder", _load_error("encoder", name, exc)))
+                continue
+        put(f"model.encoders.{modality}", {"name": name}, f"--encoder {item}")
+        labels[f"model.encoders.{modality}.name"] = f"--encoder {item}"
+    if out:
+        put("output.dir", out, f"--out {out}")
+    return Layer("command-line flags", data, labels), problems
+
+
+def override_layer(items: Sequence[str], below: Sequence[Layer]) -> tuple[Layer, list[Problem]]:
+    """The layer of ``key=value`` overrides, each value typed by the field it names.
+
+    Keys: ``train.FIELD``, ``data.FIELD``, ``output.FIELD``, ``seeds``, ``MODALITY.FIELD``
+    (that modality's encoder, also ``encoder.MODALITY.FIELD``), ``fusion.FIELD``,
+    ``head.FIELD``, ``subnet_head.FIELD``, ``loss.FIELD``. ``below`` are the lower layers
+    (they name the components whose fields are meant)."""
+    data: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    problems: list[Problem] = []
+    for item in items:
+        if "=" not in item:
+            problems.append(Problem(item, "expected key=value", "key=value overrides"))
+            continue
+        key, text = (s.strip() for s in item.split("=", 1))
+        base = Layer("built-in defaults", BUILTIN_DEFAULTS)
+        merged, _, _ = merge_layers([base, *below, Layer("", data)])
+        try:
+            path, value, component = _parse_override(key, text, merged)
+        except (ConfigError, ValueError, KeyError) as exc:
+            problems.append(Problem(key, str(exc), item))
+            continue
+        node = data
+        parts = path.split(".")
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if not isinstance(nxt, dict):
+                nxt = node[p] = {}
+            node = nxt
+        node[parts[-1]] = value
+        if component is not None:  # the component the key belongs to, by its current name
+            owner_path, owner_name = component
+            _lookup(data, owner_path).setdefault("name", owner_name)
+        labels[path] = item
+    return Layer("key=value overrides", data, labels), problems
+
+
+def _lookup(merged: Mapping[str, Any], path: str) -> Any:
+    node: Any = merged
+    for p in path.split("."):
+        node = node[p]
+    return node
+
+
+def _parse_override(
+    key: str, text: str, merged: Mapping[str, Any]
+) -> tuple[str, Any, tuple[str, str] | None]:
+    """``(path, typed value, (component path, component name) or None)``."""
+    from mmml_core.engine import TrainConfig
+
+    parts = key.split(".")
+    if parts[0] == "encoder" and len(parts) == 3:
+        parts = parts[1:]
+    head, rest = parts[0], ".".join(parts[1:])
+    sections = {"train": TrainConfig, "data": DataConfig, "output": OutputConfig}
+    if head == "seeds" and not rest:
+        try:
+            return "seeds", [int(s) for s in text.replace(" ", "").split(",") if s], None
+        except ValueError as exc:
+            raise ConfigError(f"seeds={text!r} is not a list of integers") from exc
+    if head in sections and rest:
+        return f"{head}.{rest}", parse_value(sections[head], rest, text, head), None
+    model = merged.get("model", {})
+    if head in _ROLES and rest:
+        spec = model.get(head)
+        if spec is None:
+            raise ConfigError(f"this run has no {head} (fusion none)")
+        kind = "fusion" if head == "fusion" else "head"
+        cls = _config_class(kind, spec["name"])
+        value = parse_value(cls, rest, text, f"{kind} {spec['name']!r}")
+        return f"model.{head}.config.{rest}", value, (f"model.{head}", spec["name"])
+    if head == "loss" and rest:
+        spec = merged.get("loss") or {"name": "l1"}
+        cls = _config_class("loss", spec["name"])
+        value = parse_value(cls, rest, text, f"loss {spec['name']!r}")
+        return f"loss.config.{rest}", value, ("loss", spec["name"])
+    if rest and "." not in rest:
+        encoders = model.get("encoders") or {}
+        name = (encoders.get(head) or {}).get("name") or _default_encoder(merged, head)
+        if name:
+            cls = _config_class("encoder", name)
+            value = parse_value(cls, rest, text, f"encoder {name!r} ({head})")
+            return f"model.encoders.{head}.config.{rest}", value, (f"model.encoders.{head}", name)
+    from mmml_core.engine import TrainConfig as _T
+
+    raise ConfigError(
+        f"unknown key {key!r}. Keys are train.FIELD, data.FIELD, output.FIELD, seeds, "
+        "MODALITY.FIELD (e.g. text.checkpoint, audio.checkpoint), fusion.FIELD, head.FIELD, "
+        f"subnet_head.FIELD, loss.FIELD.\ntrain fields:\n{describe_fields(_T)}\n"
+        f"data fields:\n{describe_fields(DataConfig)}"
+    )
+
+
+def _config_class(kind: str, name: str) -> type:
+    try:
+        return registry.config_class(kind, name)
+    except Exception as exc:
+        raise ConfigError(_load_error(kind, name, exc)) from exc
+
+
+def _kind_name(data: Mapping[str, Any]) -> str | None:
+    kind = data.get("kind")
+    if kind is None and data.get("dataset", "demo") == "demo":
+        return "demo"
+    return kind
+
+
+def _default_encoder(merged: Mapping[str, Any], modality: str) -> str | None:
+    kind = _kind_name(merged.get("data", {}))
+    if not kind:
+        return None
+    try:
+        cls = registry.load("dataset", kind)
+    except Exception:
+        return None
+    return dict(getattr(cls, "default_encoders", {})).get(modality)
+
+
+def _load_error(kind: str, name: str, exc: BaseException) -> str:
+    """One line for a component that cannot be loaded by name (unknown, conflict, broken)."""
+    if isinstance(exc, (registry.UnknownComponentError, registry.PluginConflictError)):
+        return str(exc)
+    try:
+        info = next(i for i in registry.describe(kind) if i.name == name)
+        where = f" (from {info.distribution} {info.version})"
+    except Exception:
+        where = ""
+    return (
+        f"{kind} {name!r}{where} is broken: its module fails to import: {type(exc).__name__}: {exc}"
+    )
+
+
+# -- resolution ---------------------------------------------------------------------------------
+
+
+def component_problems(
+    cls: type,
+    values: Mapping[str, Any],
+    role: str,
+    path: str,
+    origins: Mapping[str, str],
+    filled: Mapping[str, Any] | None = None,
+    key_path: str = "{path}.config.{key}",
+) -> list[Problem]:
+    """Every problem with one component's config values, each blamed on the key that causes it.
+
+    ``filled`` are keys the assembly supplies (a fusion's ``input_dims``, a head's ``in_dim``).
+    Each given key is tried alone on top of the defaults (so that several bad keys are each
+    reported), then all together (for rules between keys)."""
+    filled = dict(filled or {})
+
+    def origin(key: str) -> str | None:
+        return origins.get(key_path.format(path=path, key=key))
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    problems: list[Problem] = []
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(key, sorted(names), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(
+                Problem(
+                    f"{role}.{key}",
+                    f"unknown key{hint}. Valid fields:\n{describe_fields(cls)}",
+                    origin(key),
+                )
+            )
+    known = {k: v for k, v in values.items() if k in names and k not in filled}
+    if problems:
+        return problems
+    try:
+        check_keys(cls, {**filled, **known}, role)
+    except ConfigError as exc:
+        return [Problem(role, str(exc), origins.get(f"{path}.name"))]
+    for key, value in known.items():
+        try:
+            cls(**filled, **{key: value})
+        except Exception as exc:  # __post_init__ may raise anything on a bad value
+            problems.append(Problem(f"{role}.{key}", _message(exc), origin(key)))
+    if not problems:
+        try:
+            cls(**filled, **known)
+        except Exception as exc:
+            blamed = ", ".join(f"{k} ({origin(k)})" for k in known if origin(k))
+            problems.append(
+                Problem(
+                    role,
+                    _message(exc) + (f"; keys set: {blamed}" if blamed else ""),
+                    origins.get(f"{path}.name"),
+                )
+            )
+    return problems
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, TypeError):
+        return f"wrong type ({exc})"
+    return str(exc)
+
+
+def _apply_field_defaults(
+    cls: type,
+    config: dict[str, Any],
+    defaults: Mapping[str, Any],
+    path: str,
+    origins: dict[str, str],
+    origin: str,
+) -> None:
+    """Fill ``defaults`` into ``config`` for fields ``cls`` has and no layer set."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in defaults.items():
+        if key in names and key not in config:
+            config[key] = copy.deepcopy(value)
+            origins[f"{path}.config.{key}"] = origin
+
+
+def resolve(
+    layers: Sequence[Layer | Mapping[str, Any]], modalities: Sequence[str] | None = None
+) -> RunConfig:
+    """Merge ``layers`` (lowest first, above the built-in and dataset-kind defaults) into a
+    checked :class:`RunConfig`; raise :class:`ConfigErrors` with every problem found.
+
+    ``modalities`` (for example ``["text"]``) restricts the run to those modalities, as
+    ``--modalities`` does."""
+    from mmml_core.engine import TrainConfig
+
+    user = [
+        lay if isinstance(lay, Layer) else Layer(f"layer {i + 1}", lay)
+        for i, lay in enumerate(layers)
+    ]
+    if modalities:
+        user.append(Layer("--modalities", {"model": {"modalities": list(modalities)}}))
+    base = Layer("built-in defaults", BUILTIN_DEFAULTS)
+    merged, origins, problems = merge_layers([base, *user])
+
+    # the dataset kind: its defaults are the second layer, so merge again with them in place
+    data_in = merged.get("data", {})
+    kind_name = _kind_name(data_in)
+    kind_cls = None
+    if kind_name is None:
+        problems.append(
+            Problem(
+                "data.kind",
+                f"the dataset {data_in.get('dataset')!r} needs a kind: one of "
+                f"{', '.join(registry.list('dataset'))} (--dataset-kind)",
+                origins.get("data.dataset"),
+            )
+        )
+    else:
+        try:
+            kind_cls = registry.load("dataset", kind_name)
+        except Exception as exc:
+            problems.append(
+                Problem(
+                    "data.kind", _load_error("dataset", kind_name, exc), origins.get("data.kind")
+                )
+            )
+    kind_label = f"dataset kind {kind_name!r} defaults"
+    kind_defaults = dict(getattr(kind_cls, "defaults", {}) or {})
+    field_defaults = kind_defaults.pop("fields", {})
+    if kind_defaults:
+        merged, origins, problems = merge_layers([base, Layer(kind_label, kind_defaults), *user])
+
+    # data
+    data = _section(DataConfig, merged.get("data", {}), "data", origins, problems)
+    if data is not None:
+        data.kind = kind_name
+        if (
+            kind_cls is not None
+            and data.dataset == "demo"
+            and getattr(kind_cls, "needs_path", True)
+        ):
+            problems.append(
+                Problem(
+                    "data.dataset",
+                    f"dataset kind {kind_name!r} reads a folder: pass --dataset PATH",
+                    origins.get("data.kind"),
+                )
+            )
+    language = str(getattr(kind_cls, "language", "en"))
+
+    train = _section(TrainConfig, merged.get("train", {}), "train", origins, problems)
+    output = _section(OutputConfig, merged.get("output", {}), "output", origins, problems)
+
+    # model
+    model_in = merged.get("model", {})
+    encoders_in = dict(model_in.get("encoders") or {})
+    defaults = dict(getattr(kind_cls, "default_encoders", {}) or {})
+    mods = model_in.get("modalities")
+    if mods is None:
+        mods = list(defaults) + [m for m in encoders_in if m not in defaults]
+    mods = [str(m) for m in mods]
+    for m in encoders_in:
+        if m not in mods:
+            problems.append(
+                Problem(
+                    m,
+                    f"an encoder is given for {m!r}, but the run's modalities are {mods}",
+                    _origin(origins, f"model.encoders.{m}.name"),
+                )
+            )
+    if not mods and kind_cls is not None:
+        problems.append(
+            Problem(
+                "model.modalities",
+                f"no modality: dataset kind {kind_name!r} names no default encoders; "
+                "name them with --encoder MODALITY=NAME",
+                origins.get("model.modalities"),
+            )
+        )
+    encoders: dict[str, ComponentSpec] = {}
+    encoder_classes: dict[str, type] = {}
+    for m in mods:
+        path = f"model.encoders.{m}"
+        spec = encoders_in.get(m)
+        if spec is None:
+            if m not in defaults:
+                problems.append(
+                    Problem(
+                        m,
+                        f"no encoder for modality {m!r}: dataset kind {kind_name!r} has no "
+                        f"default for it; name one with --encoder {m}=NAME",
+                        origins.get("model.modalities"),
+                    )
+                )
+                continue
+            spec = {"name": defaults[m], "config": {}}
+            origins[f"{path}.name"] = kind_label
+        name = spec["name"]
+        try:
+            cls = registry.load("encoder", name)
+        except Exception as exc:
+            problems.append(
+                Problem(m, _load_error("encoder", name, exc), origins.get(f"{path}.name"))
+            )
+            continue
+        if getattr(cls, "modality", None) != m:
+            problems.append(
+                Problem(
+                    m,
+                    f"encoder {name!r} encodes {getattr(cls, 'modality', '?')!r}, not {m!r}; "
+                    f"{m} encoders: {', '.join(_encoders_for(m)) or '(none installed)'}",
+                    origins.get(f"{path}.name"),
+                )
+            )
+            continue
+        config = dict(spec.get("config", {}))
+        _apply_field_defaults(
+            cls.Config, config, field_defaults.get("encoder", {}), path, origins, kind_label
+        )
+        derived = {"language": language}
+        if data is not None:
+            derived["max_seconds"] = data.max_audio_seconds
+        derived = {k: v for k, v in derived.items() if v is not None}
+        _apply_field_defaults(
+            cls.Config, config, derived, path, origins, f"dataset kind {kind_name!r}"
+        )
+        problems += component_problems(cls.Config, config, m, path, origins)
+        encoders[m] = ComponentSpec(name, config)
+        encoder_classes[m] = cls
+
+    subnet_heads: dict[str, str] = {}
+    from mmml_core.interfaces import head_name
+
+    for m, cls in encoder_classes.items():
+        h = head_name(cls)
+        clash = [o for o, oh in subnet_heads.items() if oh == h]
+        if clash or h == "M":
+            problems.append(
+                Problem(
+                    m,
+                    f"modality {m!r} would name its subnet head {h!r}, already used by "
+                    f"{clash[0] if clash else 'the fused head'}; set `head` on the encoder class",
+                    None,
+                )
+            )
+        subnet_heads[m] = h
+
+    single = len(mods) == 1
+    fusion_spec: ComponentSpec | None = None
+    fusion_in = model_in.get("fusion")
+    if not single:
+        if fusion_in is None:
+            problems.append(
+                Problem(
+                    "fusion",
+                    f"modalities {mods} need a fusion (fusion none is for one modality)",
+                    origins.get("model.fusion"),
+                )
+            )
+        else:
+            fusion_spec = _role(
+                "fusion",
+                "fusion",
+                fusion_in,
+                field_defaults,
+                origins,
+                problems,
+                kind_label,
+                ["input_dims"],
+            )
+    elif fusion_in is not None and _origin(origins, "model.fusion.name") not in (
+        None,
+        "built-in defaults",
+    ):
+        fusion_origin = origins.get("model.fusion.name", "")
+        if fusion_origin.startswith("--fusion"):
+            problems.append(
+                Problem(
+                    "fusion",
+                    f"a single-modality model ({mods[0]}) has no fusion; drop --fusion",
+                    fusion_origin,
+                )
+            )
+
+    head_spec = _role(
+        "head",
+        "head",
+        model_in.get("head"),
+        field_defaults,
+        origins,
+        problems,
+        kind_label,
+        ["in_dim"],
+    )
+    subnet_spec = _role(
+        "subnet_head",
+        "head",
+        model_in.get("subnet_head"),
+        field_defaults,
+        origins,
+        problems,
+        kind_label,
+        ["in_dim"],
+    )
+
+    possible = ["M"] if fusion_spec is not None else []
+    possible += [subnet_heads[m] for m in mods if m in subnet_heads]
+    if single:
+        heads = [subnet_heads[mods[0]]] if mods[0] in subnet_heads else []
+    else:
+        heads = [str(h) for h in model_in.get("heads") or possible]
+        unknown = [h for h in heads if h not in possible]
+        if unknown:
+            problems.append(
+                Problem(
+                    "heads",
+                    f"unknown head(s) {unknown}; this model's heads are {possible} (M = fused)",
+                    origins.get("model.heads"),
+                )
+            )
+        if "M" not in heads and fusion_spec is not None:
+            problems.append(
+                Problem(
+                    "heads",
+                    f"a fused model needs the fused head M (heads {heads})",
+                    origins.get("model.heads"),
+                )
+            )
+        heads = [h for h in possible if h in heads]
+
+    loss_spec = _role(
+        "loss", "loss", merged.get("loss"), {}, origins, problems, kind_label, [], path="loss"
+    )
+    if loss_spec is not None:
+        weights = loss_spec.config.get("weights")
+        if weights is None:
+            weights = {h: 1.0 for h in heads}
+            origins.setdefault("loss.config.weights", "the model's heads")
+        if isinstance(weights, Mapping):
+            extra = [h for h in weights if h not in heads]
+            if extra and heads:
+                problems.append(
+                    Problem(
+                        "loss.weights",
+                        f"weights for head(s) {extra} that this model does not train "
+                        f"(heads {heads})",
+                        origins.get("loss.config.weights"),
+                    )
+                )
+            weights = {h: w for h, w in weights.items() if h in heads}
+        loss_spec.config["weights"] = weights
+        cls = registry.load("loss", loss_spec.name)
+        problems += component_problems(cls.Config, loss_spec.config, "loss", "loss", origins)
+
+    seeds: list[int] = []
+    raw_seeds = merged.get("seeds")
+    if not isinstance(raw_seeds, list) or not raw_seeds:
+        problems.append(
+            Problem("seeds", "at least one seed (a list of integers)", origins.get("seeds"))
+        )
+    else:
+        for s in raw_seeds:
+            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+                problems.append(
+                    Problem("seeds", f"{s!r} is not a non-negative integer", origins.get("seeds"))
+                )
+            else:
+                seeds.append(s)
+        if len(set(seeds)) != len(seeds):
+            problems.append(Problem("seeds", f"repeated seed in {raw_seeds}", origins.get("seeds")))
+
+    if problems:
+        raise ConfigErrors(problems)
+    assert data is not None and train is not None and output is not None and kind_cls is not None
+    assert head_spec is not None and subnet_spec is not None and loss_spec is not None
+    return RunConfig(
+        data=data,
+        model=ModelConfig(
+            encoders=encoders,
+            fusion=fusion_spec,
+            head=head_spec,
+            subnet_head=subnet_spec,
+            heads=heads,
+            subnet_heads={m: subnet_heads[m] for m in mods},
+        ),
+        loss=loss_spec,
+        train=train,
+        seeds=seeds,
+        output=output,
+        scheme=str(kind_cls.scheme),
+        language=language,
+        origins=origins,
+    )
+
+
+def _section(
+    cls: type, values: Any, section: str, origins: Mapping[str, str], problems: list[Problem]
+) -> Any:
+    if not isinstance(values, Mapping):
+        problems.append(Problem(section, "expected a table of keys", origins.get(section)))
+        return None
+    found = component_problems(cls, values, section, section, origins, key_path="{path}.{key}")
+    problems += found
+    return None if found else cls(**values)
+
+
+def _role(
+    role: str,
+    kind: str,
+    value: Any,
+    field_defaults: Mapping[str, Any],
+    origins: dict[str, str],
+    problems: list[Problem],
+    kind_label: str,
+    filled: Sequence[str],
+    path: str | None = None,
+) -> ComponentSpec | None:
+    """Check one named component (fusion, head, subnet_head, loss): its name and its keys.
+    Values that need the assembly (``filled``) are checked by :mod:`mmml_core.validate`."""
+    path = path or f"model.{role}"
+    if value is None:
+        problems.append(Problem(role, f"no {role} given", origins.get(path)))
+        return None
+    name = value["name"]
+    try:
+        cls = registry.load(kind, name)
+    except Exception as exc:
+        problems.append(Problem(role, _load_error(kind, name, exc), origins.get(f"{path}.name")))
+        return None
+    config = dict(value.get("config", {}))
+    _apply_field_defaults(
+        cls.Config, config, field_defaults.get(role, {}), path, origins, kind_label
+    )
+    names = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = [k for k in config if k not in names]
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(names), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(
+            Problem(
+                f"{role}.{key}",
+                f"unknown key{hint}. Valid fields of {kind} {name!r}:\n{describe_fields(cls.Config)}",
+                origins.get(f"{path}.config.{key}"),
+            )
+        )
+    for key in filled:
+        if key in config:
+            problems.append(
+                Problem(
+                    f"{role}.{key}",
+                    "is filled in by the model assembly from the components around it; do not set it",
+                    origins.get(f"{path}.config.{key}"),
+                )
+            )
+    return ComponentSpec(name, config)
+
+
+def _encoders_for(modality: str) -> list[str]:
+    out = []
+    for name in registry.list("encoder"):
+        try:
+            if getattr(registry.load("encoder", name), "modality", None) == modality:
+                out.append(name)
+        except Exception:  # a broken plugin is reported by `mmml-bench plugins`
+            continue
+    return out

@@ -1,0 +1,233 @@
+"""Checking a run before anything trains or is written: the second half of validation.
+
+:func:`mmml_core.runconfig.resolve` checks names and keys. :func:`check_run` then checks what
+needs the components and the data, and reports every problem at once:
+
+- every component is created on PyTorch's ``meta`` device (shapes, no memory, no weights
+  read), so widths that do not fit, head counts that do not divide a width, layer counts,
+  dropout ranges, unknown ``random:`` presets and unreachable checkpoints are found in
+  seconds;
+- the dataset is read and validated for the modalities the run uses (``label.csv``, the
+  splits, every audio file present and readable);
+- what loading and preprocessing will do to the data is counted (clips resampled,
+  downmixed or cut, texts truncated, clips too short for an encoder), for the log and the
+  run's results.
+
+``mmml-bench --dry-run`` stops after this; a real run trains from the dataset loaded here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from mmml_core import registry
+from mmml_core.interfaces import config_dict
+from mmml_core.model import ModelSpec, MultimodalModel
+from mmml_core.runconfig import (
+    ComponentSpec,
+    ConfigErrors,
+    Problem,
+    RunConfig,
+    component_problems,
+)
+
+__all__ = ["CheckedRun", "check_run", "describe_report"]
+
+
+@dataclass
+class CheckedRun:
+    """A run that passed every check: its configuration, the model spec with every
+    component's full config (as built), the loaded dataset, and the data report."""
+
+    config: RunConfig
+    spec: ModelSpec
+    dataset: Any
+    data_report: dict[str, int] = field(default_factory=dict)
+    parameters: dict[str, int] = field(default_factory=dict)  # component -> parameter count
+
+    def resolved(self) -> dict[str, Any]:
+        """The resolved configuration with each component's full config."""
+        out = self.config.to_dict()
+        out["model"] = self.spec.to_dict()
+        return out
+
+
+def check_run(cfg: RunConfig) -> CheckedRun:
+    """Build every component of ``cfg`` on the meta device and load its dataset; raise
+    :class:`~mmml_core.runconfig.ConfigErrors` listing every problem found."""
+    problems: list[Problem] = []
+    model = _build_on_meta(cfg, problems)
+    dataset = _load_dataset(cfg, problems)
+    report: dict[str, int] = {}
+    if model is not None and dataset is not None:
+        report = _data_report(model, dataset, problems)
+    if problems:
+        raise ConfigErrors(problems)
+    assert model is not None
+    parameters = {f"{m} encoder": _count(e) for m, e in model.encoders.items()}
+    if model.fusion is not None:
+        parameters["fusion"] = _count(model.fusion)
+    if model.head is not None:
+        parameters["fused head"] = _count(model.head)
+    parameters["subnet heads"] = sum(_count(h) for h in model.subnet_heads.values())
+    return CheckedRun(cfg, model.resolved_spec(), dataset, report, parameters)
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _blame(
+    message: str, config: Mapping[str, Any], path: str, origins: Mapping[str, str]
+) -> str | None:
+    """The layer that most likely set what ``message`` complains about: a key whose name or
+    value appears in it, else whatever named the component."""
+    for key, value in config.items():
+        if f"{path}.config.{key}" in origins and (key in message or str(value) in message):
+            return origins[f"{path}.config.{key}"]
+    return origins.get(f"{path}.name")
+
+
+def _create(kind: str, spec: ComponentSpec, **filled: Any) -> Any:
+    with torch.device("meta"):
+        return registry.create(kind, spec.name, **spec.config, **filled)
+
+
+def _build_on_meta(cfg: RunConfig, problems: list[Problem]) -> MultimodalModel | None:
+    origins = cfg.origins
+    model_cfg = cfg.model
+    encoders = {}
+    for m, spec in model_cfg.encoders.items():
+        path = f"model.encoders.{m}"
+        try:
+            encoders[m] = _create("encoder", spec)
+        except Exception as exc:  # a plugin may raise anything for a bad checkpoint or value
+            msg = f"encoder {spec.name!r} cannot be built: {exc}"
+            problems.append(Problem(m, msg, _blame(str(exc), spec.config, path, origins)))
+    if len(encoders) != len(model_cfg.encoders):
+        if model_cfg.fusion is not None:
+            problems.append(
+                Problem("fusion", "not checked: its input widths come from the encoders above")
+            )
+        return None
+    dims = {m: e.dim for m, e in encoders.items()}
+
+    fusion = None
+    if model_cfg.fusion is not None:
+        spec = model_cfg.fusion
+        cls = registry.load("fusion", spec.name)
+        found = component_problems(
+            cls.Config, spec.config, "fusion", "model.fusion", origins, {"input_dims": dims}
+        )
+        if not found:
+            try:
+                fusion = _create("fusion", spec, input_dims=dims)
+            except Exception as exc:
+                found = [
+                    Problem("fusion", f"cannot be built: {exc}", origins.get("model.fusion.name"))
+                ]
+        problems += found
+        if fusion is None:
+            return None
+
+    head = None
+    heads_ok = True
+    if fusion is not None and "M" in model_cfg.heads:
+        head = _head("head", model_cfg.head, fusion.out_dim, origins, problems)
+        heads_ok = head is not None
+    subnet = {}
+    for m in encoders:
+        if model_cfg.subnet_heads[m] in model_cfg.heads:
+            built = _head("subnet_head", model_cfg.subnet_head, dims[m], origins, problems)
+            if built is None:
+                heads_ok = False
+                break
+            subnet[m] = built
+    if not heads_ok:
+        return None
+    spec = ModelSpec(
+        encoders=dict(model_cfg.encoders),
+        fusion=model_cfg.fusion,
+        head=model_cfg.head,
+        subnet_head=model_cfg.subnet_head,
+        heads=tuple(model_cfg.heads),
+    )
+    model = MultimodalModel(spec, encoders, fusion, head, subnet)
+    if fusion is not None:  # the fusion's config as built, input widths included
+        model.spec.fusion = ComponentSpec(spec.fusion.name, config_dict(fusion))
+    return model
+
+
+def _head(
+    role: str, spec: ComponentSpec, in_dim: int, origins: Mapping[str, str], problems: list[Problem]
+) -> Any:
+    cls = registry.load("head", spec.name)
+    path = f"model.{role}"
+    found = component_problems(cls.Config, spec.config, role, path, origins, {"in_dim": in_dim})
+    if found:
+        problems += found
+        return None
+    try:
+        return _create("head", spec, in_dim=in_dim)
+    except Exception as exc:
+        problems.append(Problem(role, f"cannot be built: {exc}", origins.get(f"{path}.name")))
+        return None
+
+
+def _load_dataset(cfg: RunConfig, problems: list[Problem]) -> Any:
+    from mmml_core.data import DatasetError
+
+    origins = cfg.origins
+    data = cfg.data
+    kind_cls = registry.load("dataset", data.kind)
+    bundled = data.dataset == "demo" and not getattr(kind_cls, "needs_path", True)
+    root = None if bundled else data.dataset
+    origin = origins.get("data.dataset") if root is not None else origins.get("data.kind")
+    try:
+        kind = registry.create("dataset", data.kind)
+        return kind.load(
+            root,
+            modalities=list(cfg.model.encoders),
+            max_audio_seconds=data.max_audio_seconds,
+            max_items=data.max_items,
+        )
+    except DatasetError as exc:
+        for line in exc.problems:
+            problems.append(Problem("data.dataset", line, origin))
+    except (OSError, ValueError) as exc:
+        problems.append(Problem("data.dataset", f"{root or data.kind}: {exc}", origin))
+    return None
+
+
+def _data_report(model: MultimodalModel, dataset: Any, problems: list[Problem]) -> dict[str, int]:
+    """What loading (the dataset's own report) and each encoder's preprocessing will do to
+    the data, summed over the splits."""
+    report = dict(getattr(dataset, "report", {}) or {})
+    for split_name in ("train", "valid", "test"):
+        split = dataset.split(split_name)
+        for m, enc in model.encoders.items():
+            try:
+                counts = enc.describe_inputs(split.previews(m))
+            except Exception as exc:  # a plugin's report must not hide the real problem
+                problems.append(
+                    Problem(m, f"cannot inspect the {split_name} split's inputs: {exc}")
+                )
+                continue
+            for what, n in counts.items():
+                if n:
+                    key = f"{m}: {what}"
+                    report[key] = report.get(key, 0) + int(n)
+    return report
+
+
+def describe_report(report: Mapping[str, int]) -> str:
+    """One line per count, or a line saying the data is used as it is."""
+    if not report:
+        return (
+            "data: every item is used as it is (no resampling, downmixing, cutting or truncation)"
+        )
+    return "data: " + "; ".join(f"{what}: {n}" for what, n in report.items())
