@@ -149,8 +149,6 @@ def test_audio_preprocess_normalises_valid_samples_and_pads_with_zeros(key: str)
     raw = make(key, normalize=False, max_seconds=0.25).preprocess([b])["input_values"]
     assert raw.shape == (1, int(0.25 * SR))
     np.testing.assert_array_equal(raw[0].numpy(), b[: int(0.25 * SR)])
-    with pytest.raises(ValueError, match="at least 400"):
-        enc.preprocess([np.zeros(399, dtype=np.float32)])
 
 
 @pytest.mark.parametrize("key", AUDIO)

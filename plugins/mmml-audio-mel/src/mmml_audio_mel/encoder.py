@@ -162,6 +162,16 @@ class MelEncoder(FeatureEncoder):
         mel, mask = self.frontend(items)
         return {"mel": mel, "mask": mask}
 
+    def describe_inputs(self, previews: Sequence[Any]) -> dict[str, int]:
+        """How many clips (previews: sample counts) are shorter than one FFT frame
+        (``n_fft`` samples), which ``preprocess`` zero-pads to one frame."""
+        need = self.frontend.n_fft
+        short = sum(int(n) < need for n in previews)
+        if not short:
+            return {}
+        ms = f"{need / SAMPLE_RATE * 1000:g}"
+        return {f"clips shorter than {need} samples ({ms} ms), zero-padded to {need}": short}
+
     def fit(self, items: Sequence[Any]) -> None:
         """Mean and standard deviation per Mel bin over every valid frame of the training clips."""
         total = torch.zeros(self.config.n_mels, dtype=torch.float64)

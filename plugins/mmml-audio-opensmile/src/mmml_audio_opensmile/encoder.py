@@ -38,9 +38,11 @@ import torch
 from torch import Tensor, nn
 
 from mmml_audio_opensmile.features import (
+    SAMPLE_RATE,
     FeatureCache,
     default_cache_dir,
     extract_lld,
+    frame_samples,
     settings_tag,
 )
 from mmml_audio_opensmile.smile_config import FEATURE_DIMS, FEATURE_SETS
@@ -193,6 +195,17 @@ class OpenSmileEncoder(FeatureEncoder):
             batch[i, : f.shape[0]] = f
         mask = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]  # (B, T)
         return {"features": torch.from_numpy(batch), "mask": mask}
+
+    def describe_inputs(self, previews: Sequence[Any]) -> dict[str, int]:
+        """How many clips (previews: sample counts) are shorter than one openSMILE frame
+        (``frame_seconds``), which :func:`~mmml_audio_opensmile.features.extract_lld` zero-pads
+        to one frame."""
+        need = frame_samples(self.config.frame_seconds)
+        short = sum(int(n) < need for n in previews)
+        if not short:
+            return {}
+        ms = f"{need / SAMPLE_RATE * 1000:g}"
+        return {f"clips shorter than {need} samples ({ms} ms), zero-padded to {need}": short}
 
     def fit(self, items: Sequence[Any]) -> None:
         """z-score statistics per descriptor over every frame of the training clips."""

@@ -11,7 +11,12 @@ What this encoder does, following the appendix and DESIGN §4-5:
 - ``preprocess`` (DataLoader worker): cut every utterance to ``max_seconds``, normalise it to
   zero mean and unit variance over its own samples when the checkpoint's feature-extractor
   config says ``do_normalize`` (random presets: yes, as the authors did), and pad with zeros to
-  the longest item of the batch, with a sample-level ``attention_mask``.
+  the longest item of the batch, with a sample-level ``attention_mask``. An utterance shorter
+  than the conv stack's receptive field (:attr:`AudioEncoder.min_samples`, 400 samples = 25 ms
+  for these models) gives no frame at all (alone the conv stack fails, in a padded batch its
+  pooled vector is NaN), so ``preprocess`` zero-pads it to the receptive field after
+  normalisation, the padding counted as valid samples: it yields exactly one frame (an empty
+  utterance too). ``describe_inputs`` counts such utterances for the run's data report.
 - ``forward``: the feature extractor is frozen (no parameter takes a gradient and it runs
   without building a graph); the frame mask comes from the model's conv output-length formula
   (``_get_feat_extract_output_lengths``); attention runs through SDPA; ``pooled`` is the mean
@@ -55,7 +60,15 @@ from transformers import AutoFeatureExtractor, AutoModel, Wav2Vec2FeatureExtract
 from transformers.masking_utils import create_bidirectional_mask
 
 from mmml_core.interfaces import EncoderOutput, FeatureEncoder
-from mmml_encoders_hf.checkpoints import LANGUAGES, CheckpointError, load_hf_model, resolve
+from mmml_encoders_hf.checkpoints import (
+    LANGUAGES,
+    CheckpointError,
+    load_hf_model,
+    reads_weights,
+    resolve,
+    with_checkpoint,
+    write_assets_marker,
+)
 
 __all__ = ["AudioConfig", "AudioEncoder", "masked_group_norm", "normalize_waveform"]
 
@@ -159,6 +172,7 @@ class AudioEncoder(FeatureEncoder):
             if v is not None
         }
         source = resolve(self.checkpoint)
+        self.source = source
         if source.kind == "random":
             hf_config = self.random_config(source.name)
             for key, value in overrides.items():
@@ -174,7 +188,7 @@ class AudioEncoder(FeatureEncoder):
             )
         else:
             self.preprocessor, self.model = self._load_pretrained(
-                source.name, source.load_kwargs, overrides
+                source.name, source.load_kwargs, overrides, reads_weights(source)
             )
         self._check_architecture()
         if config.normalize is not None:
@@ -218,30 +232,45 @@ class AudioEncoder(FeatureEncoder):
 
     @property
     def min_samples(self) -> int:
-        """Shortest utterance that yields one frame (400 samples, 25 ms, for base models)."""
+        """The conv stack's receptive field: the shortest utterance that yields one frame
+        (400 samples, 25 ms, for every wav2vec 2.0-family base and large model), from the
+        checkpoint's ``conv_kernel`` and ``conv_stride``."""
+        layers = zip(self.model.config.conv_kernel, self.model.config.conv_stride, strict=True)
         n = 1
-        for layer in reversed(self.model.feature_extractor.conv_layers):
-            n = (n - 1) * layer.conv.stride[0] + layer.conv.kernel_size[0]
+        for kernel, stride in reversed(list(layers)):
+            n = (n - 1) * stride + kernel
         return n
+
+    def describe_inputs(self, previews: Sequence[Any]) -> dict[str, int]:
+        """How many utterances (previews: sample counts) ``preprocess`` zero-pads to
+        :attr:`min_samples` because they are shorter than one frame's receptive field."""
+        need = self.min_samples
+        short = sum(min(int(n), self.max_samples) < need for n in previews)
+        if not short:
+            return {}
+        ms = f"{need / SAMPLE_RATE * 1000:g}"
+        return {f"clips shorter than {need} samples ({ms} ms), zero-padded to {need}": short}
 
     def frame_lengths(self, sample_lengths: Tensor) -> Tensor:
         """Valid frames per item, by the model's own conv output-length formula."""
         return self.model._get_feat_extract_output_lengths(sample_lengths).to(torch.long)
 
     def preprocess(self, items: Sequence[Any]) -> dict[str, Tensor]:
-        """Cut to ``max_seconds``, normalise per utterance if configured, pad with zeros."""
+        """Cut to ``max_seconds``, normalise per utterance if configured, zero-pad an utterance
+        shorter than :attr:`min_samples` to it (the padding is valid: one frame), pad the batch
+        with zeros."""
+        need = self.min_samples
         waves = []
         for i, item in enumerate(items):
             wave = np.asarray(item, dtype=np.float32)
             if wave.ndim != 1:
                 raise ValueError(f"audio item {i} has shape {wave.shape}; expected 1-D samples")
             wave = wave[: self.max_samples]
-            if len(wave) < self.min_samples:
-                raise ValueError(
-                    f"audio item {i} has {len(wave)} samples; the encoder needs at least "
-                    f"{self.min_samples} ({self.min_samples / SAMPLE_RATE * 1000:.0f} ms at 16 kHz)"
-                )
-            waves.append(normalize_waveform(wave) if self.do_normalize else wave)
+            if self.do_normalize and len(wave):
+                wave = normalize_waveform(wave)
+            if len(wave) < need:  # after normalising: the zeros are the utterance's mean
+                wave = np.pad(wave, (0, need - len(wave)))
+            waves.append(wave)
         if not waves:
             raise ValueError("preprocess got no audio items")
         longest = max(len(w) for w in waves)
@@ -310,6 +339,22 @@ class AudioEncoder(FeatureEncoder):
             hidden = encoder.layer_norm(hidden)
         return hidden
 
+    def save_assets(self, directory: Any) -> bool:
+        """Architecture config, feature-extractor config (when the checkpoint has one) and the
+        assets marker, no weights (see :mod:`mmml_encoders_hf.checkpoints`); nothing for random
+        presets, which rebuild from their name."""
+        if self.source.kind == "random":
+            return False
+        self.model.config.save_pretrained(str(directory))
+        if self.preprocessor is not None:
+            self.preprocessor.save_pretrained(str(directory))
+        write_assets_marker(directory, self.source, type(self).__name__)
+        return True
+
+    @classmethod
+    def config_with_assets(cls, config: dict[str, Any], directory: Any) -> dict[str, Any]:
+        return with_checkpoint(config, directory)
+
     def save_pretrained(self, directory: str | Path) -> None:
         """Write weights (safetensors), config and feature-extractor config so that
         ``checkpoint=directory`` loads them back."""
@@ -328,9 +373,11 @@ class AudioEncoder(FeatureEncoder):
             raise CheckpointError(f"{self.checkpoint!r}: adapter layers are not supported")
 
     def _load_pretrained(
-        self, name: str, load_kwargs: dict[str, Any], overrides: dict[str, Any]
+        self, name: str, load_kwargs: dict[str, Any], overrides: dict[str, Any], weights: bool
     ) -> tuple[Any, Any]:
-        model = load_hf_model(name, self.MODEL_TYPES, type(self).__name__, load_kwargs, overrides)
+        model = load_hf_model(
+            name, self.MODEL_TYPES, type(self).__name__, load_kwargs, overrides, weights
+        )
         try:
             preprocessor = AutoFeatureExtractor.from_pretrained(name, **load_kwargs)
         except OSError:

@@ -4,23 +4,43 @@ Rules (DESIGN §5): never fall back silently. A hub id is used from the local Hu
 cache when it is there; otherwise it is downloaded only when the hub answers within a few
 seconds. When it cannot be had (offline, unknown id, no network), :class:`CheckpointError`
 says how to bring a local copy.
+
+Assets directories. An mmml model checkpoint carries its own weights file, so an encoder
+loaded from a hub id or a directory saves only what else it needs to be rebuilt offline
+(``save_assets``: the transformers architecture config, the tokenizer or feature-extractor
+config, and the marker file :data:`ASSETS_MARKER` naming the original checkpoint). A directory
+with that marker resolves to kind ``assets``: the model is built from its config with random
+weights, which the model checkpoint's state dict then overwrites. Only the marker makes a
+directory weightless; any other directory without weights stays an error.
+
+Meta device. Under ``with torch.device("meta"):`` (a dry run validating a configuration) the
+checkpoint is still resolved and its configs, tokenizer and feature extractor are read, so
+every error of a real build is raised, but the model is built from its config and no weight
+file is opened (:func:`reads_weights`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "load_hf_model",
+    "ASSETS_MARKER",
     "LANGUAGES",
     "PRESETS",
     "RANDOM_PREFIX",
     "CheckpointError",
     "Source",
+    "load_hf_model",
     "local_copy_hint",
+    "on_meta_device",
+    "reads_weights",
     "resolve",
+    "with_checkpoint",
+    "write_assets_marker",
 ]
 
 RANDOM_PREFIX = "random:"
@@ -28,6 +48,9 @@ PRESETS = ("tiny", "base")
 LANGUAGES = ("en", "zh")
 # Seconds the hub gets to answer before we give up; a missing network fails in well under it.
 HUB_PROBE_TIMEOUT_S = 8.0
+#: The file that marks a directory written by ``save_assets`` (configs and tokenizer, no weights).
+ASSETS_MARKER = "mmml-assets.json"
+ASSETS_FORMAT = 1
 
 
 class CheckpointError(OSError):
@@ -36,12 +59,65 @@ class CheckpointError(OSError):
 
 @dataclass(frozen=True)
 class Source:
-    """A resolved checkpoint: ``kind`` is ``random``, ``dir`` or ``hub``; ``name`` is the preset,
-    directory or hub id; ``load_kwargs`` go to every ``from_pretrained`` call."""
+    """A resolved checkpoint: ``kind`` is ``random``, ``dir``, ``hub`` or ``assets`` (a directory
+    written by ``save_assets``); ``name`` is the preset, directory or hub id; ``load_kwargs`` go
+    to every ``from_pretrained`` call; ``origin`` is the checkpoint the encoder was first loaded
+    from (for ``assets``, the one its marker records; empty for random presets)."""
 
     kind: str
     name: str
     load_kwargs: dict[str, Any]
+    origin: str = ""
+
+
+def on_meta_device() -> bool:
+    """True inside ``with torch.device("meta"):``: build shapes only, read no weights."""
+    import torch
+
+    return torch.get_default_device().type == "meta"
+
+
+def reads_weights(source: Source) -> bool:
+    """Whether building from ``source`` loads a weights file: not for random presets, assets
+    directories (the model checkpoint supplies the weights) or on the meta device."""
+    return source.kind in ("dir", "hub") and not on_meta_device()
+
+
+def write_assets_marker(directory: str | os.PathLike[str], source: Source, encoder: str) -> None:
+    """Mark ``directory`` (already holding the configs and tokenizer) as an assets directory
+    of ``encoder`` whose weights live elsewhere; it records the original checkpoint."""
+    import transformers
+
+    marker = {
+        "format": ASSETS_FORMAT,
+        "encoder": encoder,
+        "checkpoint": source.origin or source.name,
+        "weights": "not included: they are in the mmml model checkpoint's weights file",
+        "transformers": transformers.__version__,
+    }
+    text = json.dumps(marker, indent=2) + "\n"
+    Path(directory, ASSETS_MARKER).write_text(text, encoding="utf-8")
+
+
+def with_checkpoint(config: dict[str, Any], directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """``config`` with ``checkpoint`` pointing at an assets directory."""
+    return {**config, "checkpoint": str(directory)}
+
+
+def _read_assets_marker(path: str) -> str:
+    """The original checkpoint recorded by an assets directory's marker."""
+    marker = os.path.join(path, ASSETS_MARKER)
+    try:
+        data = json.loads(Path(marker).read_text(encoding="utf-8"))
+        origin = data["checkpoint"]
+        fmt = data["format"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"unreadable assets marker {marker}: {exc}") from exc
+    if fmt != ASSETS_FORMAT:
+        raise CheckpointError(
+            f"{marker} has format {fmt!r}; this mmml-encoders-hf reads format {ASSETS_FORMAT}"
+        )
+    return str(origin)
 
 
 def local_copy_hint(checkpoint: str) -> str:
@@ -68,7 +144,8 @@ def resolve(checkpoint: str) -> Source:
 
     Raises :class:`CheckpointError` for an unknown preset, a missing directory, or a hub id that
     is neither cached nor reachable (offline via ``HF_HUB_OFFLINE=1``, no network, or not on
-    the hub). Failing takes seconds, never a long network timeout.
+    the hub). Failing takes seconds, never a long network timeout. A directory holding
+    :data:`ASSETS_MARKER` resolves to kind ``assets`` (see the module docstring).
     """
     if checkpoint.startswith(RANDOM_PREFIX):
         preset = checkpoint[len(RANDOM_PREFIX) :]
@@ -80,7 +157,10 @@ def resolve(checkpoint: str) -> Source:
         return Source("random", preset, {})
     path = os.path.expanduser(checkpoint)
     if os.path.isdir(path):
-        return Source("dir", path, {"local_files_only": True})
+        if os.path.isfile(os.path.join(path, ASSETS_MARKER)):
+            origin = _read_assets_marker(path)
+            return Source("assets", path, {"local_files_only": True}, origin)
+        return Source("dir", path, {"local_files_only": True}, path)
     if _looks_like_path(checkpoint):
         raise CheckpointError(
             f"checkpoint directory {checkpoint!r} does not exist. " + local_copy_hint("HUB_ID")
@@ -96,7 +176,7 @@ def _resolve_hub(repo_id: str) -> Source:
     except Exception:  # an id the cache layout rejects is handled like any uncached id
         cached = None
     if isinstance(cached, str):
-        return Source("hub", repo_id, {"local_files_only": True})
+        return Source("hub", repo_id, {"local_files_only": True}, repo_id)
     if _offline():
         raise CheckpointError(
             f"checkpoint {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE "
@@ -112,7 +192,7 @@ def _resolve_hub(repo_id: str) -> Source:
             f"and the hub cannot provide it ({type(exc).__name__}: {exc}). "
             + local_copy_hint(repo_id)
         ) from exc
-    return Source("hub", repo_id, {})
+    return Source("hub", repo_id, {}, repo_id)
 
 
 def load_hf_model(
@@ -121,11 +201,16 @@ def load_hf_model(
     owner: str,
     load_kwargs: dict[str, Any],
     overrides: dict[str, Any] | None = None,
+    weights: bool = True,
 ) -> Any:
     """``AutoModel.from_pretrained(name)`` with SDPA attention in float32 (autocast decides
     the compute precision), after checking the architecture is one of ``model_types`` and
     applying config ``overrides``. Weights the checkpoint lacks are named in a warning; a
-    load failure becomes a :class:`CheckpointError` naming the checkpoint."""
+    load failure becomes a :class:`CheckpointError` naming the checkpoint.
+
+    ``weights=False`` reads only the architecture config and builds the model from it
+    (``AutoModel.from_config``: random weights, or none on the meta device); see
+    :func:`reads_weights`."""
     import logging
 
     import torch
@@ -140,6 +225,8 @@ def load_hf_model(
             )
         for key, value in (overrides or {}).items():
             setattr(hf_config, key, value)
+        if not weights:
+            return AutoModel.from_config(hf_config, attn_implementation="sdpa", dtype=torch.float32)
         model, info = AutoModel.from_pretrained(
             name,
             config=hf_config,

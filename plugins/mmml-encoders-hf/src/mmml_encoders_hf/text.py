@@ -12,6 +12,11 @@ transformers initialises that dense layer randomly when it loads the checkpoint 
 with the rest, as in the authors' setup); this encoder logs a warning naming every weight a
 checkpoint did not provide. BERT checkpoints such as the Chinese default ship a trained pooler.
 
+Checkpoints and dry runs (:mod:`mmml_encoders_hf.checkpoints`): ``save_assets`` writes the
+architecture config and tokenizer of a hub or directory checkpoint next to an mmml model
+checkpoint, so that it rebuilds offline; under the meta device the encoder reads configs and
+tokenizer but no weights. ``describe_inputs`` counts the texts that ``preprocess`` truncates.
+
 Letters: B batch, T tokens, D width.
 """
 
@@ -26,7 +31,15 @@ from torch import Tensor
 from transformers import AutoModel, AutoTokenizer, BertConfig, RobertaConfig
 
 from mmml_core.interfaces import EncoderOutput, FeatureEncoder
-from mmml_encoders_hf.checkpoints import LANGUAGES, CheckpointError, load_hf_model, resolve
+from mmml_encoders_hf.checkpoints import (
+    LANGUAGES,
+    CheckpointError,
+    load_hf_model,
+    reads_weights,
+    resolve,
+    with_checkpoint,
+    write_assets_marker,
+)
 from mmml_encoders_hf.offline_tokenizers import (
     ZH_VOCAB_SIZE,
     chinese_tokenizer,
@@ -106,12 +119,15 @@ class RobertaEncoder(FeatureEncoder):
         self.checkpoint = config.checkpoint or DEFAULT_CHECKPOINTS[config.language]
         self.max_tokens = config.max_tokens or DEFAULT_MAX_TOKENS[config.language]
         source = resolve(self.checkpoint)
+        self.source = source
         if source.kind == "random":
             self.tokenizer = english_tokenizer() if config.language == "en" else chinese_tokenizer()
             hf_config = random_text_config(source.name, config.language, len(self.tokenizer))
             self.model = AutoModel.from_config(hf_config, attn_implementation="sdpa")
         else:
-            self.tokenizer, self.model = _load_pretrained(source.name, source.load_kwargs)
+            self.tokenizer, self.model = _load_pretrained(
+                source.name, source.load_kwargs, reads_weights(source)
+            )
         self.tokenizer.padding_side = "right"  # BERT's absolute positions need right padding
         if self.tokenizer.pad_token_id != self.model.config.pad_token_id:
             raise CheckpointError(
@@ -145,6 +161,22 @@ class RobertaEncoder(FeatureEncoder):
         )
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}  # (B, T)
 
+    def describe_inputs(self, previews: Sequence[Any]) -> dict[str, int]:
+        """How many texts have more than ``max_tokens`` tokens (special tokens included), so
+        that ``preprocess`` cuts them; one batch call of the tokenizer."""
+        texts = [str(text) for text in previews]
+        if not texts:
+            return {}
+        ids = self.tokenizer(
+            texts,
+            truncation=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,  # no warning for texts longer than the model's positions
+        )["input_ids"]
+        cut = sum(len(row) > self.max_tokens for row in ids)
+        return {f"texts truncated to {self.max_tokens} tokens": cut} if cut else {}
+
     def forward(self, inputs: Mapping[str, Tensor]) -> EncoderOutput:
         attention_mask = inputs["attention_mask"]  # (B, T)
         out = self.model(input_ids=inputs["input_ids"], attention_mask=attention_mask)
@@ -157,9 +189,24 @@ class RobertaEncoder(FeatureEncoder):
         self.model.save_pretrained(str(directory))
         self.tokenizer.save_pretrained(str(directory))
 
+    def save_assets(self, directory: Any) -> bool:
+        """Architecture config, tokenizer and the assets marker, no weights (see
+        :mod:`mmml_encoders_hf.checkpoints`); nothing for random presets, which rebuild from
+        their name."""
+        if self.source.kind == "random":
+            return False
+        self.model.config.save_pretrained(str(directory))
+        self.tokenizer.save_pretrained(str(directory))
+        write_assets_marker(directory, self.source, type(self).__name__)
+        return True
 
-def _load_pretrained(name: str, load_kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    model = load_hf_model(name, MODEL_TYPES, "the roberta encoder", load_kwargs)
+    @classmethod
+    def config_with_assets(cls, config: dict[str, Any], directory: Any) -> dict[str, Any]:
+        return with_checkpoint(config, directory)
+
+
+def _load_pretrained(name: str, load_kwargs: dict[str, Any], weights: bool) -> tuple[Any, Any]:
+    model = load_hf_model(name, MODEL_TYPES, "the roberta encoder", load_kwargs, weights=weights)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **load_kwargs)
     except OSError as exc:
