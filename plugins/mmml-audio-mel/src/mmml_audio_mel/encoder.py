@@ -133,7 +133,8 @@ class MelEncoder(FeatureEncoder):
 
     def __init__(self, config: MelEncoderConfig) -> None:
         super().__init__(config)
-        self.frontend = LogMelFrontend(config)
+        with torch.device("cpu"):  # preprocessing runs on the CPU, even when the model is
+            self.frontend = LogMelFrontend(config)  # built on the meta device (a dry run)
         self.register_buffer("mel_mean", torch.zeros(config.n_mels))
         self.register_buffer("mel_std", torch.ones(config.n_mels))
         # frames the statistics were computed from; 0 = fit() never ran (forward refuses)
