@@ -11,17 +11,24 @@ early-stopping counters) is written atomically to ``<run>/state``; a killed run 
 with the same settings continues from its last completed epoch and ends with the same result
 as an uninterrupted run (on CPU, where kernels are deterministic). Batch order depends only on
 the seed and the epoch number, never on how many epochs ran in this process.
+
+Divergence: a non-finite training loss, validation loss or prediction ends the seed with
+:class:`TrainingDiverged` before the epoch writes anything, so the checkpoints and the
+resumable state keep the last good epoch. It is checked once per epoch, on the loss that is
+read back anyway.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import random
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +43,7 @@ from mmml_core.interfaces import FeatureEncoder
 from mmml_core.metrics import ACC2_KEY, regression_metrics
 from mmml_core.model import ComponentSpec, ModelSpec, MultimodalModel, build_model
 
-__all__ = ["TrainConfig", "evaluate", "resolve_device", "train_seed"]
+__all__ = ["TrainConfig", "TrainingDiverged", "evaluate", "resolve_device", "train_seed"]
 
 
 @dataclass
@@ -54,8 +61,111 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast, used on CUDA only
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
-            raise ValueError("lr, batch_size, max_epochs and patience must be positive")
+        """Reject every out-of-range number, naming the field and its value (all at once).
+
+        NaN and infinity are errors for the float fields (``nan <= 0`` is False, so a plain
+        comparison would let ``lr=nan`` through); booleans are not numbers here."""
+        checks: list[tuple[str, str, Callable[[Any], bool]]] = [
+            ("lr", "a finite number > 0", lambda v: _finite(v) and v > 0),
+            ("weight_decay", "a finite number >= 0", lambda v: _finite(v) and v >= 0),
+            (
+                "grad_clip",
+                "None or a finite number > 0",
+                lambda v: v is None or _finite(v) and v > 0,
+            ),
+            ("batch_size", "an integer >= 1", lambda v: _integer(v) and v >= 1),
+            ("eval_batch_size", "an integer >= 1", lambda v: _integer(v) and v >= 1),
+            ("max_epochs", "an integer >= 1", lambda v: _integer(v) and v >= 1),
+            ("patience", "an integer >= 1", lambda v: _integer(v) and v >= 1),
+            ("num_workers", "an integer >= 0", lambda v: _integer(v) and v >= 0),
+        ]
+        problems = [
+            f"{name} must be {what}, got {getattr(self, name)!r}"
+            for name, what, ok in checks
+            if not ok(getattr(self, name))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+class TrainingDiverged(RuntimeError):
+    """A seed's loss or predictions became non-finite (NaN or infinity): training stopped.
+
+    Raised before anything of the diverged epoch is written, so the ``best_loss``/``best_acc``
+    checkpoints and the resumable ``state`` keep what the earlier epochs wrote (resuming with
+    the same settings repeats the divergence). ``loss`` names what was not finite:
+    ``"train_loss"`` (the epoch's mean training loss), ``"valid_loss"``, ``"valid_preds"`` or
+    ``"test_preds"`` (the predictions of ``head``; for ``test_preds`` of the checkpoint
+    ``selection``, and ``epoch`` is that checkpoint's epoch). ``checkpoints`` and
+    ``checkpoint_epochs`` map each checkpoint this run wrote to its folder and epoch;
+    ``state_epoch`` is the epoch the resumable state at ``state`` holds (0: none written).
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        epoch: int,
+        loss: str,
+        value: float,
+        *,
+        head: str | None = None,
+        selection: str | None = None,
+        checkpoints: Mapping[str, Path] | None = None,
+        checkpoint_epochs: Mapping[str, int] | None = None,
+        state: Path | None = None,
+        state_epoch: int = 0,
+    ) -> None:
+        self.seed, self.epoch, self.loss, self.value = seed, epoch, loss, value
+        self.head, self.selection = head, selection
+        self.checkpoints = dict(checkpoints or {})
+        self.checkpoint_epochs = dict(checkpoint_epochs or {})
+        self.state, self.state_epoch = state, state_epoch
+        super().__init__(self._message())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The keyword arguments do not survive RuntimeError's default pickling (by ``args``).
+        kwargs = {
+            k: getattr(self, k)
+            for k in ("head", "selection", "checkpoints", "checkpoint_epochs", "state")
+        }
+        kwargs["state_epoch"] = self.state_epoch
+        return (partial(type(self), **kwargs), (self.seed, self.epoch, self.loss, self.value))
+
+    def _message(self) -> str:
+        if self.loss == "test_preds":
+            what = (
+                f"seed {self.seed}: head {self.head!r} of the {self.selection} checkpoint "
+                f"(epoch {self.epoch}) predicts {self.value} on the test split, so no test "
+                "metrics were computed"
+            )
+            kept, hint = "The checkpoints were kept: ", ""
+        else:
+            problem = {
+                "train_loss": f"the epoch's mean training loss is {self.value}",
+                "valid_loss": f"the validation loss is {self.value}",
+                "valid_preds": f"head {self.head!r} predicts {self.value} on the validation split",
+            }[self.loss]
+            what = f"seed {self.seed} diverged at epoch {self.epoch}: {problem}"
+            kept = "Training stopped; the checkpoints from earlier epochs were kept: "
+            hint = " A lower lr or weight_decay, or a grad_clip, may help."
+        if self.checkpoints:
+            kept += ", ".join(
+                f"{sel} (epoch {self.checkpoint_epochs.get(sel, '?')}) at {path}"
+                for sel, path in self.checkpoints.items()
+            )
+        else:
+            kept = "Training stopped; no epoch finished before it, so no checkpoint was written"
+        if self.state is not None and self.state_epoch > 0:
+            kept += f"; the resumable state at {self.state} holds epoch {self.state_epoch}"
+        return f"{what}. {kept}.{hint}"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -261,6 +371,246 @@ def _load_state(path: Path, model: torch.nn.Module, optim: torch.optim.Optimizer
 # -- one seed ---------------------------------------------------------------------------------
 
 
+@dataclass
+class _Seed:
+    """Everything the steps of one seed's training share (built by :func:`_setup`)."""
+
+    spec: ModelSpec
+    cfg: TrainConfig
+    seed: int
+    out: Path
+    device: torch.device
+    model: MultimodalModel
+    loss_fn: torch.nn.Module
+    params: list[torch.nn.Parameter]
+    optim: torch.optim.Optimizer
+    collate: Callable
+    train_split: Any
+    valid_split: Any
+    test_split: Any
+    scheme: str
+    extra: dict[str, Any]  # what the checkpoints' config.json holds besides the model
+
+    @property
+    def state_dir(self) -> Path:
+        return self.out / "state"
+
+    @property
+    def acc_key(self) -> str:
+        return ACC2_KEY[self.scheme]
+
+    @property
+    def primary(self) -> str:
+        return _primary_head(self.spec)
+
+
+def _target_heads(spec: ModelSpec) -> tuple[str, ...]:
+    """The heads whose targets a batch carries: the model's heads and always the multimodal
+    label ``M``, which a single-modality model learns and every head is scored against."""
+    return ("M", *(h for h in spec.heads if h != "M"))
+
+
+def _setup(
+    spec: ModelSpec,
+    loss_spec: ComponentSpec,
+    dataset: Any,
+    cfg: TrainConfig,
+    seed: int,
+    out: Path,
+    checkpoint_extra: dict[str, Any] | None,
+) -> _Seed:
+    """Seed the RNGs, build model and loss, fit the encoders on the training split, build the
+    optimizer. The order of these steps fixes what the seeded random streams produce."""
+    from mmml_core.data import make_collate
+
+    device = resolve_device(cfg.device)
+    _seed_everything(seed)
+    model = build_model(spec)
+    loss_fn = registry.create("loss", loss_spec.name, **loss_spec.config)
+    train_split, valid_split, test_split = (dataset.split(s) for s in ("train", "valid", "test"))
+    for m, enc in model.encoders.items():
+        if type(enc).fit is not FeatureEncoder.fit:
+            enc.fit(_ModalityView(train_split, m))
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(
+        params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
+    )
+    return _Seed(
+        spec=spec,
+        cfg=cfg,
+        seed=seed,
+        out=out,
+        device=device,
+        model=model,
+        loss_fn=loss_fn,
+        params=params,
+        optim=optim,
+        collate=make_collate(dict(model.encoders), _target_heads(spec)),
+        train_split=train_split,
+        valid_split=valid_split,
+        test_split=test_split,
+        scheme=dataset.scheme,
+        extra={**(checkpoint_extra or {}), "scheme": dataset.scheme, "language": dataset.language},
+    )
+
+
+def _start(run: _Seed, resume: bool) -> dict[str, Any]:
+    """The bookkeeping to continue from: with ``resume`` and a saved state, that state (which
+    also restores weights, optimizer and RNGs); else a fresh start, removing any old state."""
+    meta: dict[str, Any] = {
+        "epoch": 0,  # the last completed epoch
+        "history": [],
+        "best_loss": math.inf,
+        "best_acc": -1.0,
+        "best_loss_epoch": 0,  # 0: no checkpoint written yet
+        "best_acc_epoch": 0,
+        "bad_epochs": 0,
+        "stopped": None,
+    }
+    recover_directory(run.state_dir)
+    if resume and (run.state_dir / "state.json").is_file():
+        meta = _load_state(run.state_dir, run.model, run.optim)
+    elif run.state_dir.exists():
+        shutil.rmtree(run.state_dir)
+    return meta
+
+
+def _train_epoch(run: _Seed, epoch: int) -> float:
+    """One pass over the training split; returns the epoch's mean training loss. The loss is
+    summed on the device and read back once, here (no host sync per step)."""
+    cfg, device = run.cfg, run.device
+    use_amp = cfg.amp and device.type == "cuda"
+    single = run.spec.fusion is None
+    run.model.train()
+    loss_sum = torch.zeros((), device=device)
+    n_seen = 0
+    for batch in _loader(
+        run.train_split, run.collate, cfg.batch_size, cfg, train=True, seed=run.seed, epoch=epoch
+    ):
+        batch_t = _to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            preds = run.model(batch_t["inputs"])
+        total, _ = run.loss_fn(preds, loss_targets(batch_t["targets"], single))
+        run.optim.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
+        run.optim.step()
+        n = len(batch["ids"])
+        loss_sum += total.detach() * n
+        n_seen += n
+    return float(loss_sum) / max(n_seen, 1)
+
+
+def _first_nonfinite(preds: Mapping[str, np.ndarray]) -> tuple[str, float] | None:
+    """The first head with a NaN or infinite prediction, with that value; None if all finite."""
+    for head, p in preds.items():
+        bad = ~np.isfinite(p)
+        if bad.any():
+            return head, float(p[bad][0])
+    return None
+
+
+def _diverged(
+    run: _Seed, meta: Mapping[str, Any], epoch: int, loss: str, value: float, **where: Any
+) -> TrainingDiverged:
+    """The exception for a non-finite ``loss``, listing what the run has written so far."""
+    written = {
+        sel: meta[f"{sel}_epoch"] for sel in ("best_loss", "best_acc") if meta[f"{sel}_epoch"] > 0
+    }
+    return TrainingDiverged(
+        run.seed,
+        epoch,
+        loss,
+        value,
+        checkpoints={sel: run.out / sel for sel in written},
+        checkpoint_epochs=written,
+        state=run.state_dir if meta["epoch"] > 0 else None,
+        state_epoch=meta["epoch"],
+        **where,
+    )
+
+
+def _validate(
+    run: _Seed, loader: DataLoader, meta: Mapping[str, Any], epoch: int, train_loss: float
+) -> dict[str, Any]:
+    """The epoch's history row: training loss, validation loss and validation Acc2 of the
+    primary head. A non-finite validation loss or prediction raises :class:`TrainingDiverged`
+    (no metrics are computed on NaN)."""
+    ev = evaluate(run.model, loader, run.loss_fn, run.device, run.cfg.amp)
+    if not math.isfinite(ev["loss"]):
+        raise _diverged(run, meta, epoch, "valid_loss", ev["loss"])
+    bad = _first_nonfinite(ev["preds"])
+    if bad is not None:
+        raise _diverged(run, meta, epoch, "valid_preds", bad[1], head=bad[0])
+    val_metrics = regression_metrics(ev["preds"][run.primary], ev["targets"]["M"], run.scheme)
+    return {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "valid_loss": ev["loss"],
+        "valid_acc2": val_metrics[run.acc_key],
+    }
+
+
+def _select(run: _Seed, meta: dict[str, Any], row: Mapping[str, Any]) -> None:
+    """Close the epoch of ``row`` in ``meta``: save the model as ``best_loss`` on a lower
+    validation loss (else count a bad epoch) and as ``best_acc`` on a higher validation Acc2,
+    and set ``stopped`` once patience or the epoch cap is reached."""
+    epoch, cfg = row["epoch"], run.cfg
+    if row["valid_loss"] < meta["best_loss"]:
+        meta.update(best_loss=row["valid_loss"], best_loss_epoch=epoch, bad_epochs=0)
+        save_model(run.model, run.out / "best_loss", run.extra)
+    else:
+        meta["bad_epochs"] += 1
+    if row["valid_acc2"] > meta["best_acc"]:
+        meta.update(best_acc=row["valid_acc2"], best_acc_epoch=epoch)
+        save_model(run.model, run.out / "best_acc", run.extra)
+    meta["epoch"] = epoch
+    if meta["bad_epochs"] >= cfg.patience:
+        meta["stopped"] = "early_stopping"
+    elif epoch >= cfg.max_epochs:
+        meta["stopped"] = "epoch_cap"
+
+
+def _test_selections(
+    run: _Seed, meta: Mapping[str, Any], loss_spec: ComponentSpec, has_modality_labels: bool
+) -> dict[str, Any]:
+    """Evaluate both checkpoints on the test split; the seed's results. A non-finite test
+    prediction raises :class:`TrainingDiverged` (``loss="test_preds"``)."""
+    cfg = run.cfg
+    test_loader = _loader(
+        run.test_split, run.collate, cfg.eval_batch_size, cfg, train=False, seed=run.seed, epoch=0
+    )
+    results: dict[str, Any] = {
+        "seed": run.seed,
+        "scheme": run.scheme,
+        "model": run.spec.to_dict(),
+        "loss": {"name": loss_spec.name, "config": loss_spec.config},
+        "train": asdict(cfg),
+        "epochs": meta["epoch"],
+        "stopped": meta["stopped"],
+        "history": meta["history"],
+        "selection": {},
+    }
+    for selection in ("best_loss", "best_acc"):
+        epoch = meta[f"{selection}_epoch"]
+        run.model.load_state_dict(load_file(str(run.out / selection / "model.safetensors")))
+        ev = evaluate(run.model, test_loader, run.loss_fn, run.device, cfg.amp)
+        bad = _first_nonfinite(ev["preds"])
+        if bad is not None:
+            raise _diverged(
+                run, meta, epoch, "test_preds", bad[1], head=bad[0], selection=selection
+            )
+        results["selection"][selection] = {
+            "epoch": epoch,
+            "valid_value": meta[selection],
+            "test_loss": ev["loss"],
+            "test": _score(ev, run.scheme, has_modality_labels),
+        }
+    return results
+
+
 def train_seed(
     spec: ModelSpec,
     loss_spec: ComponentSpec,
@@ -274,55 +624,19 @@ def train_seed(
     checkpoint_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one seed; writes ``out_dir/{state,best_loss,best_acc,results.json,curve.png}``
-    and returns the results."""
-    from tqdm.auto import tqdm
+    and returns the results.
 
-    from mmml_core.data import make_collate
+    Raises :class:`TrainingDiverged` when an epoch's training or validation loss (or a
+    prediction) is not finite; what earlier epochs wrote stays as it was."""
+    from tqdm.auto import tqdm
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state_dir = out / "state"
-    device = resolve_device(cfg.device)
-    _seed_everything(seed)
-    model = build_model(spec)
-    loss_fn = registry.create("loss", loss_spec.name, **loss_spec.config)
-
-    train_split, valid_split, test_split = (dataset.split(s) for s in ("train", "valid", "test"))
-    for m, enc in model.encoders.items():
-        if type(enc).fit is not FeatureEncoder.fit:
-            enc.fit(_ModalityView(train_split, m))
-    model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(
-        params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
-    )
-    collate = make_collate(dict(model.encoders))
-    scheme = dataset.scheme
-    acc_key = ACC2_KEY[scheme]
-    primary = _primary_head(spec)
-    extra = {**(checkpoint_extra or {}), "scheme": scheme, "language": dataset.language}
-
-    meta: dict[str, Any] = {
-        "epoch": 0,
-        "history": [],
-        "best_loss": math.inf,
-        "best_acc": -1.0,
-        "best_loss_epoch": 0,
-        "best_acc_epoch": 0,
-        "bad_epochs": 0,
-        "stopped": None,
-    }
-    recover_directory(state_dir)
-    if resume and (state_dir / "state.json").is_file():
-        meta = _load_state(state_dir, model, optim)
-    elif state_dir.exists():
-        shutil.rmtree(state_dir)
-
+    run = _setup(spec, loss_spec, dataset, cfg, seed, out, checkpoint_extra)
+    meta = _start(run, resume)
     valid_loader = _loader(
-        valid_split, collate, cfg.eval_batch_size, cfg, train=False, seed=seed, epoch=0
+        run.valid_split, run.collate, cfg.eval_batch_size, cfg, train=False, seed=seed, epoch=0
     )
-    use_amp = cfg.amp and device.type == "cuda"
-    single = spec.fusion is None
     bar = tqdm(
         total=cfg.max_epochs,
         initial=meta["epoch"],
@@ -331,83 +645,26 @@ def train_seed(
         disable=not progress,
         leave=False,
     )
-    while meta["stopped"] is None:
-        epoch = meta["epoch"] + 1
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        n_seen = 0
-        for batch in _loader(
-            train_split, collate, cfg.batch_size, cfg, train=True, seed=seed, epoch=epoch
-        ):
-            batch_t = _to_device(batch, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                preds = model(batch_t["inputs"])
-            total, _ = loss_fn(preds, loss_targets(batch_t["targets"], single))
-            optim.zero_grad(set_to_none=True)
-            total.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optim.step()
-            n = len(batch["ids"])
-            loss_sum += total.detach() * n
-            n_seen += n
-        ev = evaluate(model, valid_loader, loss_fn, device, cfg.amp)
-        val_metrics = regression_metrics(ev["preds"][primary], ev["targets"]["M"], scheme)
-        row = {
-            "epoch": epoch,
-            "train_loss": float(loss_sum) / max(n_seen, 1),
-            "valid_loss": ev["loss"],
-            "valid_acc2": val_metrics[acc_key],
-        }
-        meta["history"].append(row)
-        if ev["loss"] < meta["best_loss"]:
-            meta.update(best_loss=ev["loss"], best_loss_epoch=epoch, bad_epochs=0)
-            save_model(model, out / "best_loss", extra)
-        else:
-            meta["bad_epochs"] += 1
-        if val_metrics[acc_key] > meta["best_acc"]:
-            meta.update(best_acc=val_metrics[acc_key], best_acc_epoch=epoch)
-            save_model(model, out / "best_acc", extra)
-        meta["epoch"] = epoch
-        if meta["bad_epochs"] >= cfg.patience:
-            meta["stopped"] = "early_stopping"
-        elif epoch >= cfg.max_epochs:
-            meta["stopped"] = "epoch_cap"
-        _save_state(state_dir, model, optim, meta)
-        bar.update(1)
-        bar.set_postfix(
-            train=f"{row['train_loss']:.3f}",
-            valid=f"{row['valid_loss']:.3f}",
-            acc2=f"{row['valid_acc2']:.3f}",
-        )
-    bar.close()
+    try:
+        while meta["stopped"] is None:
+            epoch = meta["epoch"] + 1
+            train_loss = _train_epoch(run, epoch)
+            if not math.isfinite(train_loss):
+                raise _diverged(run, meta, epoch, "train_loss", train_loss)
+            row = _validate(run, valid_loader, meta, epoch, train_loss)
+            meta["history"].append(row)
+            _select(run, meta, row)
+            _save_state(run.state_dir, run.model, run.optim, meta)
+            bar.update(1)
+            bar.set_postfix(
+                train=f"{row['train_loss']:.3f}",
+                valid=f"{row['valid_loss']:.3f}",
+                acc2=f"{row['valid_acc2']:.3f}",
+            )
+    finally:
+        bar.close()
 
-    test_loader = _loader(
-        test_split, collate, cfg.eval_batch_size, cfg, train=False, seed=seed, epoch=0
-    )
-    results: dict[str, Any] = {
-        "seed": seed,
-        "scheme": scheme,
-        "model": spec.to_dict(),
-        "loss": {"name": loss_spec.name, "config": loss_spec.config},
-        "train": asdict(cfg),
-        "epochs": meta["epoch"],
-        "stopped": meta["stopped"],
-        "history": meta["history"],
-        "selection": {},
-    }
-    for selection, epoch_key, value_key in (
-        ("best_loss", "best_loss_epoch", "best_loss"),
-        ("best_acc", "best_acc_epoch", "best_acc"),
-    ):
-        model.load_state_dict(load_file(str(out / selection / "model.safetensors")))
-        ev = evaluate(model, test_loader, loss_fn, device, cfg.amp)
-        results["selection"][selection] = {
-            "epoch": meta[epoch_key],
-            "valid_value": meta[value_key],
-            "test_loss": ev["loss"],
-            "test": _score(ev, scheme, dataset.has_modality_labels),
-        }
+    results = _test_selections(run, meta, loss_spec, dataset.has_modality_labels)
     atomic_write_text(out / "results.json", json.dumps(json_clean(results), indent=2))
     plot_curves(meta["history"], out / "curve.png", title=f"seed {seed}")
     return results
