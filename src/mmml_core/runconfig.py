@@ -70,6 +70,8 @@ PRESETS_DIR = Path(__file__).with_name("presets")
 SECTIONS: tuple[str, ...] = ("data", "model", "loss", "train", "seeds", "output")
 _MODEL_KEYS = ("encoders", "fusion", "head", "subnet_head", "heads", "modalities")
 _ROLES = ("fusion", "head", "subnet_head")  # model components besides the encoders
+# sections that neither the model nor the data depends on (problem keys start with them)
+_LATER_SECTIONS = frozenset({"train", "loss", "seeds", "output"})
 
 #: The lowest layer. Encoders are not named here: each dataset kind names the default encoder
 #: per modality for its language (``default_encoders``).
@@ -106,8 +108,11 @@ class Problem:
 class ConfigErrors(ConfigError):
     """Every problem found in a run's configuration (or data), reported together."""
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
+    def __init__(self, problems: Sequence[Problem], partial: RunConfig | None = None) -> None:
         self.problems = list(problems)
+        # where only sections the model and data do not need are wrong (train, loss, seeds,
+        # output), the rest of the configuration, so that its checks can still run
+        self.partial = partial
         n = len(self.problems)
         head = "1 problem" if n == 1 else f"{n} problems"
         lines = [f"{head} in the run configuration:"]
@@ -200,8 +205,8 @@ class ModelConfig:
 class RunConfig:
     data: DataConfig
     model: ModelConfig
-    loss: ComponentSpec
-    train: Any  # mmml_core.engine.TrainConfig
+    loss: ComponentSpec  # (None only in ConfigErrors.partial)
+    train: Any  # mmml_core.engine.TrainConfig (None only in ConfigErrors.partial)
     seeds: list[int]
     output: OutputConfig
     scheme: str  # the dataset kind's metric scheme
@@ -977,11 +982,12 @@ def resolve(
         if len(set(seeds)) != len(seeds):
             problems.append(Problem("seeds", f"repeated seed in {raw_seeds}", origins.get("seeds")))
 
-    if problems:
+    model_ok = all(p.key.split(".")[0] in _LATER_SECTIONS for p in problems)
+    if problems and not model_ok:
         raise ConfigErrors(problems)
-    assert data is not None and train is not None and output is not None and kind_cls is not None
-    assert head_spec is not None and subnet_spec is not None and loss_spec is not None
-    return RunConfig(
+    assert data is not None and kind_cls is not None
+    assert head_spec is not None and subnet_spec is not None
+    cfg = RunConfig(
         data=data,
         model=ModelConfig(
             encoders=encoders,
@@ -999,6 +1005,9 @@ def resolve(
         language=language,
         origins=origins,
     )
+    if problems:  # the model and the data can still be checked: say everything at once
+        raise ConfigErrors(problems, partial=cfg)
+    return cfg
 
 
 def _section(

@@ -18,7 +18,7 @@ needs the components and the data, and reports every problem at once:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,10 +56,12 @@ class CheckedRun:
         return out
 
 
-def check_run(cfg: RunConfig) -> CheckedRun:
+def check_run(cfg: RunConfig, problems: Sequence[Problem] = ()) -> CheckedRun:
     """Build every component of ``cfg`` on the meta device and load its dataset; raise
-    :class:`~mmml_core.runconfig.ConfigErrors` listing every problem found."""
-    problems: list[Problem] = []
+    :class:`~mmml_core.runconfig.ConfigErrors` listing every problem found, after
+    ``problems`` already found (e.g. by ``resolve`` in sections these checks do not need:
+    pass ``ConfigErrors.partial`` as ``cfg``)."""
+    problems = list(problems)
     model = _build_on_meta(cfg, problems)
     dataset = _load_dataset(cfg, problems)
     report: dict[str, int] = {}

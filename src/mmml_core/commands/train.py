@@ -168,11 +168,19 @@ def run(args: argparse.Namespace) -> int:
     from mmml_core.runconfig import ConfigErrors, Problem, resolve
 
     pm = get_plugin_manager()
+    from mmml_core.validate import check_run, describe_report
+
     layers, problems = _layers(args)
     try:
         cfg = resolve(_configure_hooks(pm, layers, args))
-    except ConfigErrors as exc:  # report the layers' problems and these together
-        return _error(str(ConfigErrors([*problems, *exc.problems])))
+    except ConfigErrors as exc:  # report the layers' problems and these together...
+        problems += exc.problems
+        if exc.partial is not None:  # ...and those of the components and data, if checkable
+            try:
+                check_run(exc.partial, problems)
+            except ConfigErrors as more:
+                problems = more.problems
+        return _error(str(ConfigErrors(problems)))
     except ConfigError as exc:
         problems.append(Problem("configuration", str(exc)))
     if problems:
@@ -184,8 +192,6 @@ def run(args: argparse.Namespace) -> int:
         resolve_device(cfg.train.device)
     except (RuntimeError, ValueError) as exc:  # no CUDA here, or a malformed device name
         return _error(f"train.device: {exc}")
-
-    from mmml_core.validate import check_run, describe_report
 
     try:
         checked = check_run(cfg)
