@@ -1,16 +1,21 @@
-"""Builders of real dataset folders for the data tests: real CSV, WAV and MP4 files."""
+"""Builders of real dataset folders for the data tests (real CSV, WAV and MP4 files), and
+two tiny real encoders to batch their items with."""
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
+from torch import Tensor, nn
 
 from mmml_core.data.reader import COLUMNS
+from mmml_core.interfaces import EncoderOutput, FeatureEncoder
 
 
 def tone(seconds: float, sr: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
@@ -165,3 +170,72 @@ def make_mp4(path: Path, seconds: float, sr: int = 44100, channels: int = 2) -> 
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+
+
+class CharTextEncoder(FeatureEncoder):
+    """Characters -> code point ids (mod 97), padded to the longest text of the batch."""
+
+    modality = "text"
+
+    @dataclass
+    class Config:
+        width: int = 8  # tiny: only shapes matter here
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.embed = nn.Embedding(97, config.width)
+
+    @property
+    def dim(self) -> int:
+        return self.config.width
+
+    def preprocess(self, items: Sequence[str]) -> dict[str, Tensor]:
+        longest = max(len(t) for t in items)
+        ids = torch.zeros(len(items), longest, dtype=torch.long)
+        mask = torch.zeros(len(items), longest, dtype=torch.bool)
+        for i, text in enumerate(items):
+            ids[i, : len(text)] = torch.tensor([ord(c) % 97 for c in text])
+            mask[i, : len(text)] = True
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def forward(self, inputs: Mapping[str, Tensor]) -> EncoderOutput:
+        hidden = self.embed(inputs["input_ids"])  # (B, T, D)
+        mask = inputs["attention_mask"]
+        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # (B, D)
+        return EncoderOutput(hidden=hidden, mask=mask, pooled=pooled)
+
+
+class FrameAudioEncoder(FeatureEncoder):
+    """Normalised waveform cut into 400-sample frames; padding to the longest clip."""
+
+    modality = "audio"
+
+    @dataclass
+    class Config:
+        frame: int = 400  # 25 ms at 16 kHz
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.proj = nn.Linear(config.frame, 4)
+
+    @property
+    def dim(self) -> int:
+        return 4
+
+    def preprocess(self, items: Sequence[np.ndarray]) -> dict[str, Tensor]:
+        longest = max(len(a) for a in items)
+        wave = torch.zeros(len(items), longest)
+        lengths = torch.tensor([len(a) for a in items])
+        for i, a in enumerate(items):
+            x = torch.from_numpy(a)
+            wave[i, : len(a)] = (x - x.mean()) / (x.std() + 1e-7)
+        return {"input_values": wave, "lengths": lengths}
+
+    def forward(self, inputs: Mapping[str, Tensor]) -> EncoderOutput:
+        f = self.config.frame
+        wave = inputs["input_values"]
+        n = wave.shape[1] // f
+        hidden = self.proj(wave[:, : n * f].reshape(wave.shape[0], n, f))  # (B, T, D)
+        mask = torch.arange(n)[None, :] < (inputs["lengths"] // f)[:, None]  # (B, T)
+        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        return EncoderOutput(hidden=hidden, mask=mask, pooled=pooled)

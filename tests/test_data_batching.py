@@ -3,88 +3,18 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from data_helpers import make_sims_like
-from torch import Tensor, nn
+from data_helpers import CharTextEncoder, FrameAudioEncoder, make_mosi_like, make_sims_like
 from torch.utils.data import DataLoader
 
 from mmml_core.data import LengthBucketSampler, collate, load_dataset, make_collate
-from mmml_core.interfaces import EncoderOutput, FeatureEncoder
+from mmml_core.interfaces import FeatureEncoder
 
-
-class CharTextEncoder(FeatureEncoder):
-    """Characters -> code point ids (mod 97), padded to the longest text of the batch."""
-
-    modality = "text"
-
-    @dataclass
-    class Config:
-        width: int = 8  # tiny: only shapes matter here
-
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.embed = nn.Embedding(97, config.width)
-
-    @property
-    def dim(self) -> int:
-        return self.config.width
-
-    def preprocess(self, items: Sequence[str]) -> dict[str, Tensor]:
-        longest = max(len(t) for t in items)
-        ids = torch.zeros(len(items), longest, dtype=torch.long)
-        mask = torch.zeros(len(items), longest, dtype=torch.bool)
-        for i, text in enumerate(items):
-            ids[i, : len(text)] = torch.tensor([ord(c) % 97 for c in text])
-            mask[i, : len(text)] = True
-        return {"input_ids": ids, "attention_mask": mask}
-
-    def forward(self, inputs: Mapping[str, Tensor]) -> EncoderOutput:
-        hidden = self.embed(inputs["input_ids"])  # (B, T, D)
-        mask = inputs["attention_mask"]
-        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # (B, D)
-        return EncoderOutput(hidden=hidden, mask=mask, pooled=pooled)
-
-
-class FrameAudioEncoder(FeatureEncoder):
-    """Normalised waveform cut into 400-sample frames; padding to the longest clip."""
-
-    modality = "audio"
-
-    @dataclass
-    class Config:
-        frame: int = 400  # 25 ms at 16 kHz
-
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.proj = nn.Linear(config.frame, 4)
-
-    @property
-    def dim(self) -> int:
-        return 4
-
-    def preprocess(self, items: Sequence[np.ndarray]) -> dict[str, Tensor]:
-        longest = max(len(a) for a in items)
-        wave = torch.zeros(len(items), longest)
-        lengths = torch.tensor([len(a) for a in items])
-        for i, a in enumerate(items):
-            x = torch.from_numpy(a)
-            wave[i, : len(a)] = (x - x.mean()) / (x.std() + 1e-7)
-        return {"input_values": wave, "lengths": lengths}
-
-    def forward(self, inputs: Mapping[str, Tensor]) -> EncoderOutput:
-        f = self.config.frame
-        wave = inputs["input_values"]
-        n = wave.shape[1] // f
-        hidden = self.proj(wave[:, : n * f].reshape(wave.shape[0], n, f))  # (B, T, D)
-        mask = torch.arange(n)[None, :] < (inputs["lengths"] // f)[:, None]  # (B, T)
-        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        return EncoderOutput(hidden=hidden, mask=mask, pooled=pooled)
+HEADS = ("M", "T", "A")
 
 
 def _encoders() -> dict[str, FeatureEncoder]:
@@ -112,7 +42,7 @@ def _items() -> list[dict]:
 
 
 def test_collate_pads_to_longest_and_stacks_targets() -> None:
-    batch = collate(_items(), _encoders())
+    batch = collate(_items(), _encoders(), HEADS)
     assert batch["ids"] == ["v$_$1", "v$_$2"]
     text, audio = batch["inputs"]["text"], batch["inputs"]["audio"]
     assert text["input_ids"].shape == (2, 9)  # "bad movie" is the longest text
@@ -125,19 +55,35 @@ def test_collate_pads_to_longest_and_stacks_targets() -> None:
         torch.testing.assert_close(batch["targets"][head], torch.tensor(expected))
 
 
-def test_collate_one_modality_and_errors() -> None:
-    batch = collate(_items(), {"text": CharTextEncoder(CharTextEncoder.Config())})
-    assert list(batch["inputs"]) == ["text"]
+def test_collate_one_modality_only_the_given_heads_and_errors() -> None:
+    batch = collate(_items(), {"text": CharTextEncoder(CharTextEncoder.Config())}, ["M", "T"])
+    assert list(batch["inputs"]) == ["text"] and list(batch["targets"]) == ["M", "T"]
+    assert collate(_items(), _encoders(), [])["targets"] == {}
     with pytest.raises(KeyError, match="no item field for modality 'vision'"):
-        collate(_items(), {"vision": CharTextEncoder(CharTextEncoder.Config())})
+        collate(_items(), {"vision": CharTextEncoder(CharTextEncoder.Config())}, HEADS)
     with pytest.raises(ValueError, match="empty batch"):
-        collate([], _encoders())
+        collate([], _encoders(), HEADS)
+    unlabelled = [{**item, "labels": {"T": 1.0}} for item in _items()]
+    with pytest.raises(KeyError, match="no label 'A' and no multimodal label 'M'"):
+        collate(unlabelled, _encoders(), ["A"])
+
+
+def test_text_only_items_collate_without_audio(tmp_path: Path) -> None:
+    make_mosi_like(tmp_path)
+    train = load_dataset(tmp_path, "mosi", modalities=["text"]).split("train")
+    items = [train[i] for i in range(len(train))]
+    assert all("audio" not in item for item in items)
+    batch = make_collate({"text": CharTextEncoder(CharTextEncoder.Config())}, ["M", "T"])(items)
+    torch.testing.assert_close(batch["targets"]["T"], torch.tensor([2.4, -1.8, 0.0]))
+    with pytest.raises(KeyError, match="no item field for modality 'audio'.*'text'"):
+        collate(items, _encoders(), HEADS)
 
 
 def test_collator_pickles_and_feeds_a_worker_dataloader(tmp_path: Path) -> None:
     make_sims_like(tmp_path)
     train = load_dataset(tmp_path, "sims").split("train")
-    collate_fn = pickle.loads(pickle.dumps(make_collate(_encoders())))
+    collate_fn = pickle.loads(pickle.dumps(make_collate(_encoders(), HEADS)))
+    assert collate_fn.heads == HEADS
     sampler = LengthBucketSampler(train.lengths, batch_size=2, seed=0)
     loader = DataLoader(train, batch_sampler=sampler, collate_fn=collate_fn, num_workers=1)
     (batch,) = list(loader)

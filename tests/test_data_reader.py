@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,16 @@ def test_sims_like_folder_ids_labels_and_audio_formats(tmp_path: Path) -> None:
     test = ds.split("test")
     assert test[0]["audio"].shape == (96000,)  # 8 s truncated to the default 6 s
     assert test.lengths.tolist() == [96000]
-    whole = load_dataset(tmp_path, "sims", max_audio_seconds=None).split("test")
+    # clip 0001 is 44.1 kHz stereo, 0004 is 8 s long
+    assert ds.report == {
+        "clips resampled to 16 kHz": 1,
+        "clips downmixed to mono": 1,
+        "clips cut to 6 s": 1,
+    }
+    whole_ds = load_dataset(tmp_path, "sims", max_audio_seconds=None)
+    whole = whole_ds.split("test")
     assert whole[0]["audio"].shape == (128000,) and whole.lengths.tolist() == [128000]
+    assert "clips cut to 6 s" not in whole_ds.report
     for split in (train, ds.split("valid"), test):
         assert [len(split[i]["audio"]) for i in range(len(split))] == split.lengths.tolist()
 
@@ -254,3 +263,78 @@ def test_missing_split_folder_and_kind_errors(tmp_path: Path) -> None:
         load_dataset(tmp_path, "iemocap")
     with pytest.raises(ValueError, match="needs a root folder"):
         load_dataset(None, "mosi")
+
+
+def test_label_csv_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    make_mosi_like(tmp_path)
+    path = tmp_path / "label.csv"
+    lines = path.read_bytes().split(b"\n")
+    lines[3] = lines[3].replace(b"okay", "ok\u00e9".encode("latin-1"))  # record on line 4
+    path.write_bytes(b"\n".join(lines))
+    msg = _error(tmp_path, "mosi")
+    assert "1 problem(s)" in msg
+    assert f"{path} line 4: not UTF-8 text (byte b'\\xe9'" in msg
+
+
+def test_label_csv_that_is_a_folder_or_unparseable(tmp_path: Path) -> None:
+    make_mosi_like(tmp_path)
+    (tmp_path / "label.csv").unlink()
+    (tmp_path / "label.csv").mkdir()
+    assert f"{tmp_path / 'label.csv'}: is a folder, not a file" in _error(tmp_path, "mosi")
+    (tmp_path / "label.csv").rmdir()
+    make_mosi_like(tmp_path / "big")
+    _edit_csv(tmp_path / "big", 3, text="x" * (csv.field_size_limit() + 1))
+    msg = _error(tmp_path / "big", "mosi")
+    assert f"{tmp_path / 'big/label.csv'} line 3: not readable as CSV: field larger" in msg
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever the mode"
+)
+def test_permission_denied_label_csv_and_audio_folders(tmp_path: Path) -> None:
+    make_mosi_like(tmp_path)
+    csv_path, video = tmp_path / "label.csv", tmp_path / "wav/03bSnISJMiM"
+    try:
+        csv_path.chmod(0)
+        assert f"{csv_path}: cannot be read: Permission denied" in _error(tmp_path, "mosi")
+        csv_path.chmod(0o644)
+        video.chmod(0)
+        msg = _error(tmp_path, "mosi")
+        assert "1 problem(s)" in msg  # one for the folder, none for each of its 3 clips
+        assert f"{video}: cannot list this folder: Permission denied" in msg
+        video.chmod(0o755)
+        (tmp_path / "wav").chmod(0)
+        assert f"{tmp_path / 'wav'}: cannot list this folder" in _error(tmp_path, "mosi")
+    finally:
+        for p in (csv_path, video, tmp_path / "wav"):
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_unlistable_folders_and_unreadable_csv_are_problems(tmp_path: Path, monkeypatch) -> None:
+    """The same paths as above through injected errors, so that they run as root too."""
+    make_mosi_like(tmp_path)
+    real_listdir, real_read_bytes = os.listdir, Path.read_bytes
+    denied: set[Path] = set()
+
+    def listdir(path):
+        if Path(path) in denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_listdir(path)
+
+    def read_bytes(self):
+        if self in denied:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    denied.add(tmp_path / "wav/03bSnISJMiM")
+    msg = _error(tmp_path, "mosi")
+    assert "1 problem(s)" in msg
+    assert f"{tmp_path / 'wav/03bSnISJMiM'}: cannot list this folder: Permission denied" in msg
+    denied.add(tmp_path / "wav")
+    assert f"{tmp_path / 'wav'}: cannot list this folder" in _error(tmp_path, "mosi")
+    assert len(load_dataset(tmp_path, "mosi", modalities=["text"]).rows) == 5  # no audio read
+    denied.add(tmp_path / "label.csv")
+    msg = _error(tmp_path, "mosi")
+    assert f"{tmp_path / 'label.csv'}: cannot be read: Permission denied" in msg

@@ -51,6 +51,7 @@ GROUPS: dict[str, str] = {
     "fusion": "mmml_core.fusions",
     "head": "mmml_core.heads",
     "loss": "mmml_core.losses",
+    "dataset": "mmml_core.datasets",  # classes of mmml_core.data.kinds.DatasetKind's shape
 }
 KINDS: tuple[str, ...] = tuple(GROUPS)
 HOOK_GROUP = "mmml_core.plugins"

@@ -1,9 +1,10 @@
 """Datasets in the MMSA layout, audio I/O, batching and the bundled demo set (DESIGN §4).
 
-Submodules: ``reader`` (``load_dataset``), ``audio`` (``load_audio``), ``batching``
-(``collate``, ``LengthBucketSampler``), ``extract`` (the ``mmml-bench extract-audio`` verb),
-``make_demo`` (the demo set's generator). The names below are imported lazily, so that
-``mmml-bench extract-audio`` does not pay for importing torch.
+Submodules: ``kinds`` (dataset kinds, registered under the entry-point group
+``mmml_core.datasets``), ``reader`` (the MMSA layout, ``load_dataset``), ``audio``
+(``load_audio``), ``batching`` (``collate``, ``LengthBucketSampler``), ``extract`` (the
+``mmml-bench extract-audio`` verb), ``make_demo`` (the demo set's generator). The names below
+are imported lazily, so that ``mmml-bench extract-audio`` does not pay for importing torch.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Any
 __all__ = [
     "Batch",
     "DatasetError",
+    "DatasetKind",
     "LengthBucketSampler",
+    "LoadedDataset",
+    "LoadedSplit",
     "MMSADataset",
     "MMSASplit",
     "collate",
@@ -29,7 +33,10 @@ _HOME = {
     "LengthBucketSampler": "batching",
     "collate": "batching",
     "make_collate": "batching",
-    "DatasetError": "reader",
+    "DatasetError": "kinds",
+    "DatasetKind": "kinds",
+    "LoadedDataset": "kinds",
+    "LoadedSplit": "kinds",
     "MMSADataset": "reader",
     "MMSASplit": "reader",
     "demo_root": "reader",

@@ -5,7 +5,11 @@ longest item of the batch and builds its exact masks. This module only gathers e
 modality's raw items, calls ``preprocess`` and stacks the targets, so the work runs in the
 DataLoader workers and the training step receives ready tensors.
 
-``LengthBucketSampler`` groups items of similar audio length into the same batch so that
+Modalities are an open set: an item carries each loaded modality's raw value under the
+modality's name (``item["text"]``, ``item["audio"]``, ``item["pulse"]``, ...), so a new
+modality needs a dataset kind that provides it and an encoder for it, nothing here.
+
+``LengthBucketSampler`` groups items of similar length into the same batch so that
 per-batch padding stays small, while every item is still seen exactly once per epoch in a
 seeded, epoch-dependent order.
 """
@@ -24,19 +28,13 @@ from torch.utils.data import Sampler
 from mmml_core.interfaces import FeatureEncoder
 
 __all__ = [
-    "HEADS",
-    "RAW_FIELD",
     "Batch",
     "Collator",
     "LengthBucketSampler",
     "collate",
     "make_collate",
+    "target",
 ]
-
-#: Item field holding each modality's raw input.
-RAW_FIELD: dict[str, str] = {"text": "text", "audio": "audio"}
-#: Target heads every item carries.
-HEADS: tuple[str, ...] = ("M", "T", "A")
 
 
 class Batch(TypedDict):
@@ -45,35 +43,63 @@ class Batch(TypedDict):
     targets: dict[str, Tensor]  # head -> (B,) float32
 
 
-def collate(items: Sequence[Mapping[str, Any]], encoders: Mapping[str, FeatureEncoder]) -> Batch:
-    """Batch dataset items: one ``preprocess`` call per modality, targets as (B,) float32."""
+def target(item: Mapping[str, Any], head: str) -> float:
+    """The target of ``head`` for one item: its own label when the item carries one, else the
+    multimodal label ``M``. This is the field's rule for subnet heads: where a dataset has no
+    per-modality labels (MOSI, MOSEI, or a head such as "V" that a dataset does not label), a
+    modality's subnet head learns the multimodal label."""
+    labels = item["labels"]
+    if head in labels:
+        return labels[head]
+    if "M" not in labels:
+        raise KeyError(
+            f"item {item.get('id')!r} has no label {head!r} and no multimodal label 'M' to "
+            f"fall back to; its labels are {sorted(labels)}"
+        )
+    return labels["M"]
+
+
+def collate(
+    items: Sequence[Mapping[str, Any]],
+    encoders: Mapping[str, FeatureEncoder],
+    heads: Sequence[str],
+) -> Batch:
+    """Batch dataset items: one ``preprocess`` call per modality on ``item[modality]``, and a
+    (B,) float32 target for each of ``heads`` (see :func:`target` for heads an item lacks)."""
     if not items:
         raise ValueError("cannot collate an empty batch")
     inputs: dict[str, dict[str, Tensor]] = {}
     for modality, encoder in encoders.items():
-        if modality not in RAW_FIELD:
-            raise KeyError(f"no item field for modality {modality!r}; known: {sorted(RAW_FIELD)}")
-        field = RAW_FIELD[modality]
-        inputs[modality] = encoder.preprocess([item[field] for item in items])
+        lacking = next((item for item in items if modality not in item), None)
+        if lacking is not None:
+            carried = sorted(set(lacking) - {"id", "labels"})
+            raise KeyError(
+                f"no item field for modality {modality!r}: item {lacking.get('id')!r} carries "
+                f"{carried} (load the dataset with this modality)"
+            )
+        inputs[modality] = encoder.preprocess([item[modality] for item in items])
     targets = {
-        head: torch.tensor([item["labels"][head] for item in items], dtype=torch.float32)
-        for head in HEADS
+        head: torch.tensor([target(item, head) for item in items], dtype=torch.float32)
+        for head in heads
     }
     return {"ids": [item["id"] for item in items], "inputs": inputs, "targets": targets}
 
 
 class Collator:
-    """``collate`` bound to the encoders: a picklable ``collate_fn`` for DataLoader workers."""
+    """``collate`` bound to the encoders and heads: a picklable ``collate_fn`` for DataLoader
+    workers."""
 
-    def __init__(self, encoders: Mapping[str, FeatureEncoder]) -> None:
+    def __init__(self, encoders: Mapping[str, FeatureEncoder], heads: Sequence[str]) -> None:
         self.encoders = dict(encoders)
+        self.heads = tuple(heads)
 
     def __call__(self, items: Sequence[Mapping[str, Any]]) -> Batch:
-        return collate(items, self.encoders)
+        return collate(items, self.encoders, self.heads)
 
 
-def make_collate(encoders: Mapping[str, FeatureEncoder]) -> Collator:
-    return Collator(encoders)
+def make_collate(encoders: Mapping[str, FeatureEncoder], heads: Sequence[str]) -> Collator:
+    """A picklable ``collate_fn`` for ``encoders`` and the target ``heads``."""
+    return Collator(encoders, heads)
 
 
 class LengthBucketSampler(Sampler[list[int]]):

@@ -8,26 +8,33 @@ Layout::
                                              <root>/Raw/<video_id>/<clip_id>.mp4 by
                                              ``mmml-bench extract-audio``
 
-Everything is checked once, up front, over the whole CSV: the columns, every row's ids,
-``mode`` and labels (numeric, finite, in the dataset's range), duplicate ids, and that each
-row's audio file exists and soundfile can read its header. All problems found are raised
-together as one :class:`DatasetError` whose lines each name the file, the CSV line and the
-field. A row is never dropped silently: either every row loads or the reader raises.
+Everything a run uses is checked once, up front, over the whole CSV: the columns, every
+row's ids, ``mode`` and labels (numeric, finite, in the dataset's range), duplicate ids, and,
+when audio is loaded, that each row's audio file exists and soundfile can read its header.
+Only the loaded modalities are checked: a text-only run needs neither ``wav/`` nor the audio
+files, an audio-only run needs no ``text`` column. All problems found are raised together as
+one :class:`DatasetError` whose lines each name the file, the CSV line and the field. A row
+is never dropped silently: either every row loads or the reader raises (``max_items`` keeps
+fewer on purpose, after the whole CSV has been validated).
 
 Ids stay strings exactly as written (CH-SIMS ``0001`` is not the number 1). ``label_T`` /
 ``label_A`` are used where the CSV fills them (CH-SIMS, demo); where they are empty in every
 row (MOSI, MOSEI) each head's target is ``label``. A CSV that fills them in some rows only is
 an error, since a silent per-row fallback would mix two kinds of targets.
+
+The dataset kinds themselves (``mosi``, ``sims``, ...) are registry components defined in
+:mod:`mmml_core.data.kinds`; :func:`load_dataset` reaches any registered kind by name.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,11 +44,12 @@ import soundfile as sf
 from torch.utils.data import Dataset
 
 from mmml_core.data.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio, resampled_length
+from mmml_core.data.kinds import DatasetError
 
 __all__ = [
     "COLUMNS",
     "DEFAULT_MAX_TEXT_TOKENS",
-    "KINDS",
+    "MMSA_HEADS",
     "SPLITS",
     "DatasetError",
     "MMSADataset",
@@ -49,15 +57,9 @@ __all__ = [
     "Row",
     "demo_root",
     "load_dataset",
+    "read_mmsa",
 ]
 
-#: Dataset kinds: label scheme, label range, text language, per-modality labels required.
-KINDS: dict[str, dict[str, Any]] = {
-    "mosi": {"scheme": "mosi", "range": (-3.0, 3.0), "language": "en", "modality_labels": False},
-    "mosei": {"scheme": "mosei", "range": (-3.0, 3.0), "language": "en", "modality_labels": False},
-    "sims": {"scheme": "sims", "range": (-1.0, 1.0), "language": "zh", "modality_labels": True},
-    "demo": {"scheme": "sims", "range": (-1.0, 1.0), "language": "en", "modality_labels": True},
-}
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 #: The authors' token limits per text language (DESIGN §4); text encoders read these as
@@ -76,28 +78,16 @@ COLUMNS: tuple[str, ...] = (
     "annotation",
     "mode",
 )
-_REQUIRED = ("video_id", "clip_id", "text", "label", "mode")
+#: Label names every MMSA item carries: M from ``label``, T and A from ``label_T`` and
+#: ``label_A`` (or ``label`` where the CSV leaves them empty in every row).
+MMSA_HEADS: tuple[str, ...] = ("M", "T", "A")
+_REQUIRED = ("video_id", "clip_id", "label", "mode")  # plus "text" when text is loaded
 _MODALITY_LABELS = ("label_T", "label_A")
-_MAX_LISTED = 200  # problems shown in the message; DatasetError.problems has them all
-
-
-class DatasetError(ValueError):
-    """A dataset folder that cannot be read as is. ``problems`` lists every issue found."""
-
-    def __init__(self, root: Path | str, problems: list[str]) -> None:
-        self.problems = list(problems)
-        shown = self.problems[:_MAX_LISTED]
-        more = len(self.problems) - len(shown)
-        lines = [f"dataset at {root}: {len(self.problems)} problem(s):"]
-        lines += [f"  - {p}" for p in shown]
-        if more:
-            lines.append(f"  ... and {more} more (DatasetError.problems holds them all)")
-        super().__init__("\n".join(lines))
 
 
 @dataclass(frozen=True)
 class Row:
-    """One validated utterance of ``label.csv``."""
+    """One validated utterance of ``label.csv``; the audio fields are set when audio is loaded."""
 
     line: int  # CSV line where the record starts (the header is line 1)
     video_id: str
@@ -107,8 +97,10 @@ class Row:
     label_T: float
     label_A: float
     mode: str
-    audio_path: Path
-    audio_samples: int  # at 16 kHz, before truncation to max_audio_seconds
+    audio_path: Path | None = None
+    audio_samples: int | None = None  # at 16 kHz, before the cut to max_audio_seconds
+    audio_rate: int | None = None  # the file's sample rate
+    audio_channels: int | None = None  # the file's channel count
 
     @property
     def id(self) -> str:
@@ -116,37 +108,63 @@ class Row:
         return f"{self.video_id}$_${self.clip_id}"
 
 
-class MMSASplit(Dataset):
-    """One split as a map-style dataset of raw items (see :func:`load_dataset`).
+def _cap(max_audio_seconds: float | None) -> int | None:
+    return None if max_audio_seconds is None else round(max_audio_seconds * SAMPLE_RATE)
 
-    ``lengths`` holds each item's audio sample count after truncation, for bucketing.
+
+class MMSASplit(Dataset):
+    """One split as a map-style dataset of raw items (see :func:`read_mmsa`).
+
+    ``lengths`` holds, per item, the audio sample count after the cut when audio is loaded,
+    else the text length in characters: what the length-bucketed sampler groups by.
     """
 
-    def __init__(self, name: str, rows: list[Row], max_audio_seconds: float | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        rows: list[Row],
+        max_audio_seconds: float | None,
+        modalities: Sequence[str] = ("text", "audio"),
+    ) -> None:
         self.name = name
         self.rows = rows
         self.max_audio_seconds = max_audio_seconds
-        cap = None if max_audio_seconds is None else round(max_audio_seconds * SAMPLE_RATE)
-        self.lengths = np.array(
-            [r.audio_samples if cap is None else min(r.audio_samples, cap) for r in rows],
-            dtype=np.int64,
+        self.modalities = tuple(modalities)
+        measure = (
+            self.previews("audio") if "audio" in self.modalities else [len(r.text) for r in rows]
         )
+        self.lengths = np.array(measure, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows[index]
-        audio = load_audio(row.audio_path, SAMPLE_RATE, self.max_audio_seconds)
-        return {
-            "id": row.id,
-            "text": row.text,
-            "audio": audio,  # (N,) float32, 16 kHz mono
-            "labels": {"M": row.label, "T": row.label_T, "A": row.label_A},
-        }
+        item: dict[str, Any] = {"id": row.id}
+        if "text" in self.modalities:
+            item["text"] = row.text
+        if "audio" in self.modalities:  # (N,) float32, 16 kHz mono
+            item["audio"] = load_audio(row.audio_path, SAMPLE_RATE, self.max_audio_seconds)
+        item["labels"] = {"M": row.label, "T": row.label_T, "A": row.label_A}
+        return item
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return (self[i] for i in range(len(self)))
+
+    def previews(self, modality: str) -> list[Any]:
+        """Per item, what can be told of ``modality`` without decoding: the text itself, or
+        the audio's 16 kHz sample count after the cut to ``max_audio_seconds``."""
+        if modality not in self.modalities:
+            raise ValueError(
+                f"modality {modality!r} is not loaded; loaded: {', '.join(self.modalities)}"
+            )
+        if modality == "text":
+            return [r.text for r in self.rows]
+        cap = _cap(self.max_audio_seconds)
+        return [
+            r.audio_samples if cap is None else min(r.audio_samples, cap)  # type: ignore[type-var]
+            for r in self.rows
+        ]
 
     @property
     def ids(self) -> list[str]:
@@ -158,8 +176,8 @@ class MMSASplit(Dataset):
 
     def labels(self, head: str = "M") -> np.ndarray:
         """The targets of one head (``"M"``, ``"T"`` or ``"A"``) as float32, in row order."""
-        field = {"M": "label", "T": "label_T", "A": "label_A"}[head]
-        return np.array([getattr(r, field) for r in self.rows], dtype=np.float32)
+        column = {"M": "label", "T": "label_T", "A": "label_A"}[head]
+        return np.array([getattr(r, column) for r in self.rows], dtype=np.float32)
 
 
 @dataclass
@@ -171,8 +189,13 @@ class MMSADataset:
     scheme: str  # metric scheme for mmml_core.metrics: "mosi", "mosei" or "sims"
     language: str  # "en" or "zh"
     has_modality_labels: bool  # label_T / label_A given (else every head trains on label)
-    rows: list[Row]
+    rows: list[Row]  # the kept rows (all unless max_items), in file order
     max_audio_seconds: float | None
+    modalities: tuple[str, ...] = ("text", "audio")  # the loaded ones
+    #: What loading does to the kept rows' audio, e.g. ``{"clips resampled to 16 kHz": 3}``;
+    #: counted from the file headers read during validation, zero counts left out.
+    report: dict[str, int] = field(default_factory=dict)
+    heads: tuple[str, ...] = MMSA_HEADS
 
     @property
     def max_text_tokens(self) -> int:
@@ -181,7 +204,8 @@ class MMSADataset:
     def split(self, name: str) -> MMSASplit:
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; expected one of {list(SPLITS)}")
-        return MMSASplit(name, [r for r in self.rows if r.mode == name], self.max_audio_seconds)
+        rows = [r for r in self.rows if r.mode == name]
+        return MMSASplit(name, rows, self.max_audio_seconds, self.modalities)
 
 
 def demo_root() -> Path:
@@ -193,70 +217,156 @@ def load_dataset(
     root: str | os.PathLike[str] | None,
     kind: str,
     *,
+    modalities: Sequence[str] | None = None,
     max_audio_seconds: float | None = 6.0,
-    audio_dir: str = "wav",
-) -> MMSADataset:
-    """Read and validate the dataset at ``root`` (``None`` with kind ``"demo"``: the bundled one).
+    max_items: int | None = None,
+    **options: Any,
+) -> Any:
+    """Read and validate the dataset at ``root`` as the registered dataset kind ``kind``.
 
-    ``max_audio_seconds`` (default 6, the authors' setting) truncates every clip when it
-    is loaded; ``None`` keeps whole clips. Raises :class:`DatasetError` listing every problem.
+    A thin wrapper over ``registry.create("dataset", kind, **options).load(...)``; ``root``
+    may be ``None`` for bundled kinds (``"demo"``). ``modalities`` defaults to every modality
+    the kind provides. ``options`` are the kind's ``Config`` fields (MMSA kinds:
+    ``audio_dir``). ``max_audio_seconds`` (default 6, the authors' setting) cuts every clip
+    when it is loaded; ``None`` keeps whole clips. Raises :class:`DatasetError` listing every
+    problem, and ``ValueError`` for a kind nobody registered.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}; expected one of {list(KINDS)}")
-    if root is None:
-        if kind != "demo":
-            raise ValueError(f"dataset kind {kind!r} needs a root folder")
-        root = demo_root()
-    root = Path(root).expanduser()
-    spec = KINDS[kind]
-    csv_path = root / "label.csv"
-    if not root.is_dir():
-        raise DatasetError(root, [f"{root}: folder does not exist"])
-    if not csv_path.is_file():
-        raise DatasetError(root, [f"{csv_path}: file does not exist"])
-    audio_root = root / audio_dir
-    records, has_modality_labels, problems = _read_csv(csv_path, spec, audio_root)
-    if problems:
-        raise DatasetError(root, problems)
-    return MMSADataset(
-        root=root,
-        kind=kind,
-        scheme=spec["scheme"],
-        language=spec["language"],
-        has_modality_labels=has_modality_labels,
-        rows=[Row(**r) for r in records],
+    from mmml_core import registry
+
+    try:
+        cls = registry.load("dataset", kind)
+    except registry.UnknownComponentError:
+        known = ", ".join(registry.list("dataset")) or "(none)"
+        raise ValueError(f"unknown dataset kind {kind!r}; registered kinds: {known}") from None
+    source = registry.create("dataset", kind, **options)
+    return source.load(
+        root,
+        modalities=tuple(cls.modalities) if modalities is None else modalities,
         max_audio_seconds=max_audio_seconds,
+        max_items=max_items,
     )
 
 
-def _read_csv(
-    csv_path: Path, spec: dict[str, Any], audio_root: Path
+def read_mmsa(
+    root: Path,
+    *,
+    kind: str,
+    scheme: str,
+    language: str,
+    label_range: tuple[float, float],
+    modality_labels: bool,
+    modalities: Sequence[str],
+    max_audio_seconds: float | None = 6.0,
+    max_items: int | None = None,
+    audio_dir: str = "wav",
+) -> MMSADataset:
+    """Read and validate the MMSA-layout folder ``root`` for ``modalities`` (a subset of
+    text and audio, already checked by the kind).
+
+    ``modality_labels``: label_T / label_A are required in every row. ``max_items`` keeps the
+    first N rows of each split in file order, after validating them all.
+    """
+    if max_items is not None and max_items < 1:
+        raise ValueError(f"max_items must be at least 1 (or None for all), got {max_items}")
+    if max_audio_seconds is not None and not max_audio_seconds > 0:
+        raise ValueError(f"max_audio_seconds must be positive, got {max_audio_seconds}")
+    modalities = tuple(modalities)
+    csv_path = root / "label.csv"
+    if not _is_dir(root):
+        what = "is not a folder" if os.path.lexists(root) else "folder does not exist"
+        raise DatasetError(root, [f"{root}: {what}"])
+    text, problems = _read_text(csv_path)
+    if problems:
+        raise DatasetError(root, problems)
+    records, has_modality_labels, problems = _parse_csv(
+        csv_path, text, label_range, modality_labels, with_text="text" in modalities
+    )
+    if "audio" in modalities and records:
+        ok = [r for r in records if r["video_id"] and r["clip_id"]]
+        _check_audio(ok, root / audio_dir, csv_path, problems)
+    if problems:
+        raise DatasetError(root, problems)
+    rows = _first_of_each_split([Row(**r) for r in records], max_items)
+    return MMSADataset(
+        root=root,
+        kind=kind,
+        scheme=scheme,
+        language=language,
+        has_modality_labels=has_modality_labels,
+        rows=rows,
+        max_audio_seconds=max_audio_seconds,
+        modalities=modalities,
+        report=_audio_report(rows, max_audio_seconds) if "audio" in modalities else {},
+    )
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # e.g. a parent without search permission
+        return False
+
+
+def _read_text(csv_path: Path) -> tuple[str, list[str]]:
+    """The whole of ``label.csv`` as text, or the problems that prevent reading it."""
+    try:
+        data = csv_path.read_bytes()
+    except FileNotFoundError:
+        return "", [f"{csv_path}: file does not exist"]
+    except IsADirectoryError:
+        return "", [f"{csv_path}: is a folder, not a file"]
+    except OSError as exc:  # permission denied, I/O error, ...
+        reason = exc.strerror or type(exc).__name__
+        return "", [f"{csv_path}: cannot be read: {reason}"]
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        bad = data[exc.start : exc.end]
+        return "", [
+            f"{csv_path} line {line}: not UTF-8 text (byte {bad!r} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ]
+
+
+def _parse_csv(
+    csv_path: Path,
+    text: str,
+    label_range: tuple[float, float],
+    modality_labels: bool,
+    with_text: bool,
 ) -> tuple[list[dict[str, Any]], bool, list[str]]:
     problems: list[str] = []
 
     def problem(line: int, field: str, message: str) -> None:
         problems.append(f"{csv_path} line {line}, field '{field}': {message}")
 
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    raw: list[tuple[int, list[str]]] = []
+    try:
         header = next(reader, None)
         if header is None:
             return [], False, [f"{csv_path} line 1: file is empty (expected a header row)"]
         header = [h.strip() for h in header]
-        required = _REQUIRED + (_MODALITY_LABELS if spec["modality_labels"] else ())
+        required = (
+            _REQUIRED
+            + (("text",) if with_text else ())
+            + (_MODALITY_LABELS if modality_labels else ())
+        )
         missing = [c for c in required if c not in header]
         for c in missing:
             problem(1, c, f"column is missing; the header has {header}")
         if missing:
             return [], False, problems
-        col = {name: header.index(name) for name in header}
-        raw: list[tuple[int, list[str]]] = []
         start = 2
         for fields in reader:
             raw.append((start, fields))
             start = reader.line_num + 1
+    except csv.Error as exc:  # e.g. a quoted field never closed
+        return [], False, [f"{csv_path} line {reader.line_num}: not readable as CSV: {exc}"]
+    col = {name: header.index(name) for name in header}
 
-    lo, hi = spec["range"]
+    lo, hi = label_range
     records: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     modes: set[str] = set()
@@ -277,14 +387,14 @@ def _read_csv(
             problem(line, "mode", f"unknown mode {rec['mode']!r} (expected train, valid or test)")
         labels: dict[str, float | None] = {}
         for name in ("label", *_MODALITY_LABELS):
-            text = rec.get(name, "").strip()
+            value_text = rec.get(name, "").strip()
             labels[name] = None  # an empty per-modality label is resolved below
-            if not text and name != "label":
+            if not value_text and name != "label":
                 continue
             try:
-                value = float(text)
+                value = float(value_text)
             except ValueError:
-                problem(line, name, f"is not a number: {text!r}")
+                problem(line, name, f"is not a number: {value_text!r}")
                 labels[name] = math.nan  # filled, but bad
                 continue
             if not math.isfinite(value) or not lo <= value <= hi:
@@ -299,7 +409,7 @@ def _read_csv(
                 "line": line,
                 "video_id": video_id,
                 "clip_id": clip_id,
-                "text": rec["text"],
+                "text": rec.get("text", ""),
                 "label": labels["label"],
                 "label_T": labels["label_T"],
                 "label_A": labels["label_A"],
@@ -307,13 +417,10 @@ def _read_csv(
             }
         )
 
-    has_modality_labels = _resolve_modality_labels(records, problem, spec["modality_labels"])
+    has_modality_labels = _resolve_modality_labels(records, problem, modality_labels)
     for split in SPLITS:
         if split not in modes:
             problems.append(f"{csv_path}: no row has mode '{split}'")
-    _check_audio(
-        [r for r in records if r["video_id"] and r["clip_id"]], audio_root, problem, problems
-    )
     return records, has_modality_labels, problems
 
 
@@ -338,40 +445,63 @@ def _resolve_modality_labels(records: list[dict[str, Any]], problem: Any, requir
     return given
 
 
+def _list_folder(path: Path) -> tuple[list[str] | None, str | None]:
+    """``(names, None)``; ``(None, None)`` where ``path`` is no folder; ``(None, problem)``
+    where it exists but cannot be listed."""
+    try:
+        return sorted(os.listdir(path)), None
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None
+    except OSError as exc:  # permission denied, I/O error, ...
+        return None, f"{path}: cannot list this folder: {exc.strerror or type(exc).__name__}"
+
+
 def _check_audio(
-    records: list[dict[str, Any]], audio_root: Path, problem: Any, problems: list[str]
+    records: list[dict[str, Any]], audio_root: Path, csv_path: Path, problems: list[str]
 ) -> None:
-    if not audio_root.is_dir():
+    """Find each record's audio file and read its header; sets the records' audio fields."""
+
+    def problem(line: int, message: str) -> None:
+        problems.append(f"{csv_path} line {line}, field 'audio': {message}")
+
+    names, error = _list_folder(audio_root)
+    if error is not None:
+        problems.append(error)
+        return
+    if names is None:
         problems.append(
             f"{audio_root}: audio folder does not exist (make it from Raw/ with "
             f"`mmml-bench extract-audio {audio_root.parent}`)"
         )
         return
-    listing: dict[str, dict[str, list[str]]] = {}  # video_id -> clip stem -> file names
+    listing: dict[str, dict[str, list[str]] | None] = {}  # video_id -> stem -> file names
     for r in records:
         vid = r["video_id"]
-        if vid not in listing:
-            listing[vid] = {}
-            video_dir = audio_root / vid
-            names = sorted(os.listdir(video_dir)) if video_dir.is_dir() else []
-            for name in names:
-                stem, ext = os.path.splitext(name)
-                if ext.lower() in AUDIO_EXTENSIONS:
-                    listing[vid].setdefault(stem, []).append(name)
+        if vid in listing:
+            continue
+        names, error = _list_folder(audio_root / vid)
+        if error is not None:  # one problem for the folder, none for each of its clips
+            problems.append(error)
+            listing[vid] = None
+            continue
+        listing[vid] = {}
+        for name in names or []:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in AUDIO_EXTENSIONS:
+                listing[vid].setdefault(stem, []).append(name)
     todo: list[dict[str, Any]] = []
     for r in records:
-        names = listing[r["video_id"]].get(r["clip_id"], [])
+        clips = listing[r["video_id"]]
+        if clips is None:
+            continue
+        found = clips.get(r["clip_id"], [])
         where = audio_root / r["video_id"] / r["clip_id"]
-        if not names:
-            problem(r["line"], "audio", f"no audio file {where}.* ({'/'.join(AUDIO_EXTENSIONS)})")
-            r["audio_path"] = None
-        elif len(names) > 1:
-            problem(
-                r["line"], "audio", f"several audio files for one clip: {names} in {where.parent}"
-            )
-            r["audio_path"] = None
+        if not found:
+            problem(r["line"], f"no audio file {where}.* ({'/'.join(AUDIO_EXTENSIONS)})")
+        elif len(found) > 1:
+            problem(r["line"], f"several audio files for one clip: {found} in {where.parent}")
         else:
-            r["audio_path"] = where.parent / names[0]
+            r["audio_path"] = where.parent / found[0]
             todo.append(r)
 
     def info(r: dict[str, Any]) -> str | None:
@@ -382,9 +512,38 @@ def _check_audio(
         if i.frames <= 0 or i.samplerate <= 0:
             return f"audio {r['audio_path']} is empty (0 samples)"
         r["audio_samples"] = resampled_length(i.frames, i.samplerate, SAMPLE_RATE)
+        r["audio_rate"] = i.samplerate
+        r["audio_channels"] = i.channels
         return None
 
     with ThreadPoolExecutor(max_workers=8) as pool:  # header reads are I/O bound
         for r, err in zip(todo, pool.map(info, todo), strict=True):
             if err is not None:
-                problem(r["line"], "audio", err)
+                problem(r["line"], err)
+
+
+def _first_of_each_split(rows: list[Row], max_items: int | None) -> list[Row]:
+    if max_items is None:
+        return rows
+    taken: dict[str, int] = {}
+    kept = []
+    for r in rows:
+        if taken.get(r.mode, 0) < max_items:
+            taken[r.mode] = taken.get(r.mode, 0) + 1
+            kept.append(r)
+    return kept
+
+
+def _audio_report(rows: Sequence[Row], max_audio_seconds: float | None) -> dict[str, int]:
+    cap = _cap(max_audio_seconds)
+    counts = {
+        f"clips resampled to {SAMPLE_RATE // 1000} kHz": sum(
+            r.audio_rate != SAMPLE_RATE for r in rows
+        ),
+        "clips downmixed to mono": sum((r.audio_channels or 1) > 1 for r in rows),
+    }
+    if cap is not None:
+        counts[f"clips cut to {max_audio_seconds:g} s"] = sum(
+            (r.audio_samples or 0) > cap for r in rows
+        )
+    return {k: v for k, v in counts.items() if v}
