@@ -22,12 +22,12 @@ EXPECTED = {
         "+ fusion network: text=roberta, audio=data2vec; fusion cross_attn",
     ],
     "4": [
-        'single-loss: text=roberta, audio=data2vec; fusion cross_attn {"layers": 2, "heads": 4}; heads M;',
-        'multi-loss: text=roberta, audio=data2vec; fusion cross_attn {"layers": 2, "heads": 4}; heads M,T,A;',
+        'single-loss: text=roberta, audio=data2vec; fusion cross_attn {"layers": 2}; heads M;',
+        'multi-loss: text=roberta, audio=data2vec; fusion cross_attn {"layers": 2}; heads M,T,A;',
     ],
     "5": [
         "text-only training: text=roberta; fusion none; heads T; reports T",
-        'text subnet after multi-loss: text=roberta, audio=data2vec; fusion cross_attn {"layers": 2, "heads": 4}; heads M,T,A; reports T',
+        'text subnet after multi-loss: text=roberta, audio=data2vec; fusion cross_attn {"layers": 2}; heads M,T,A; reports T',
     ],
     "6": ['"variant": "fused"', '"variant": "concat"', '"variant": "transformer"'],
 }

@@ -27,7 +27,6 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 __all__ = [
-    "MODALITY_HEADS",
     "head_name",
     "Component",
     "EncoderOutput",
@@ -38,16 +37,11 @@ __all__ = [
     "config_dict",
 ]
 
-#: The field's label names for the modalities it knows (``label_T``, ``label_A``,
-#: ``label_V``); the fused head is ``"M"``. Modalities are an open set: any other modality's
-#: head is named by :func:`head_name`.
-MODALITY_HEADS: dict[str, str] = {"text": "T", "audio": "A", "vision": "V"}
-
-
 def head_name(encoder: Any) -> str:
     """The subnet head (and label) name of an encoder class or instance: its ``head``
     attribute when set, else the modality's first letter upper-cased (text -> T, audio -> A,
-    vision -> V)."""
+    vision -> V: the field's ``label_T``, ``label_A``, ``label_V``). The fused head is ``M``.
+    Modalities are an open set; this rule is the only place a head gets its name."""
     explicit = getattr(encoder, "head", None)
     if explicit:
         return str(explicit)

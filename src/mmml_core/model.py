@@ -29,13 +29,14 @@ __all__ = ["ComponentSpec", "ModelSpec", "MultimodalModel", "build_model"]
 @dataclass
 class ModelSpec:
     """What to build. ``encoders`` maps modality -> encoder; ``fusion`` None means a
-    single-modality model. ``heads`` lists the heads to build (subset of M, T, A)."""
+    single-modality model. ``heads`` lists the heads to build: ``M`` and subnet heads named by
+    :func:`~mmml_core.interfaces.head_name`; None builds them all."""
 
     encoders: dict[str, ComponentSpec]
     fusion: ComponentSpec | None = None
     head: ComponentSpec = field(default_factory=lambda: ComponentSpec("mlp"))
     subnet_head: ComponentSpec = field(default_factory=lambda: ComponentSpec("linear"))
-    heads: tuple[str, ...] = ("M", "T", "A")
+    heads: tuple[str, ...] | None = None  # None: every head the model has
 
     def __post_init__(self) -> None:
         self.encoders = {m: ComponentSpec.coerce(s) for m, s in self.encoders.items()}
@@ -47,6 +48,10 @@ class ModelSpec:
         possible = set(self.subnet_head_names().values())
         if self.fusion is not None:
             possible.add("M")
+        if self.heads is None:  # the fused head first, then one subnet head per modality
+            self.heads = ("M",) * (self.fusion is not None) + tuple(
+                self.subnet_head_names().values()
+            )
         self.heads = tuple(h for h in self.heads if h in possible)
         if not self.heads:
             raise ValueError(
@@ -79,7 +84,8 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
         d = dict(d)
-        d["heads"] = tuple(d.get("heads", ("M", "T", "A")))
+        heads = d.get("heads")
+        d["heads"] = None if heads is None else tuple(heads)
         return cls(**d)
 
 
