@@ -704,310 +704,318 @@ def resolve(
 
     ``modalities`` (for example ``["text"]``) restricts the run to those modalities, as
     ``--modalities`` does."""
-    from mmml_core.engine import TrainConfig
-
     user = [
         lay if isinstance(lay, Layer) else Layer(f"layer {i + 1}", lay)
         for i, lay in enumerate(layers)
     ]
     if modalities:
         user.append(Layer("--modalities", {"model": {"modalities": list(modalities)}}))
-    base = Layer("built-in defaults", BUILTIN_DEFAULTS)
-    merged, origins, problems = merge_layers([base, *user])
+    return _Resolver(user).run()
 
-    # the dataset kind: its defaults are the second layer, so merge again with them in place
-    data_in = merged.get("data", {})
-    kind_name = _kind_name(data_in)
-    kind_cls = None
-    if kind_name is None:
-        problems.append(
-            Problem(
-                "data.kind",
-                f"the dataset {data_in.get('dataset')!r} needs a kind: one of "
-                f"{', '.join(registry.list('dataset'))} (--dataset-kind)",
-                origins.get("data.dataset"),
-            )
+
+class _Resolver:
+    """One resolution: each step reads the merged layers, records problems, and goes on, so
+    that one report holds everything wrong."""
+
+    def __init__(self, user: list[Layer]) -> None:
+        self.user = user
+        self.base = Layer("built-in defaults", BUILTIN_DEFAULTS)
+        self.merged, self.origins, self.problems = merge_layers([self.base, *user])
+        self.kind_name: str | None = None
+        self.kind_cls: Any = None
+        self.field_defaults: dict[str, Any] = {}
+
+    def problem(self, key: str, message: str, origin_path: str | None = None) -> None:
+        self.problems.append(Problem(key, message, self.origins.get(origin_path or key)))
+
+    def run(self) -> RunConfig:
+        from mmml_core.engine import TrainConfig
+
+        self.kind()
+        data = self.data()
+        train = _section(
+            TrainConfig, self.merged.get("train", {}), "train", self.origins, self.problems
         )
-    else:
+        output = _section(
+            OutputConfig, self.merged.get("output", {}), "output", self.origins, self.problems
+        )
+        model = self.model(data)
+        loss = self.loss(model.heads if model else [])
+        seeds = self.seeds()
+        if self.problems and not all(p.key.split(".")[0] in _LATER_SECTIONS for p in self.problems):
+            raise ConfigErrors(self.problems)
+        assert data is not None and model is not None and self.kind_cls is not None
+        cfg = RunConfig(
+            data=data,
+            model=model,
+            loss=loss,
+            train=train,
+            seeds=seeds,
+            output=output,
+            scheme=str(self.kind_cls.scheme),
+            language=self.language,
+            origins=self.origins,
+        )
+        if self.problems:  # the model and the data can still be checked: say all at once
+            raise ConfigErrors(self.problems, partial=cfg)
+        return cfg
+
+    # -- the dataset kind and the data section --------------------------------------------------
+
+    @property
+    def language(self) -> str:
+        return str(getattr(self.kind_cls, "language", "en"))
+
+    @property
+    def kind_label(self) -> str:
+        return f"dataset kind {self.kind_name!r} defaults"
+
+    def kind(self) -> None:
+        """Find the dataset kind and merge again with its defaults as the second layer."""
+        data_in = self.merged.get("data", {})
+        self.kind_name = _kind_name(data_in)
+        if self.kind_name is None:
+            kinds = ", ".join(registry.list("dataset"))
+            self.problem(
+                "data.kind",
+                f"the dataset {data_in.get('dataset')!r} needs a kind: one of {kinds} "
+                "(--dataset-kind)",
+                "data.dataset",
+            )
+            return
         try:
-            kind_cls = registry.load("dataset", kind_name)
+            self.kind_cls = registry.load("dataset", self.kind_name)
         except Exception as exc:
-            problems.append(
-                Problem(
-                    "data.kind", _load_error("dataset", kind_name, exc), origins.get("data.kind")
-                )
+            self.problem("data.kind", _load_error("dataset", self.kind_name, exc))
+            return
+        defaults = dict(getattr(self.kind_cls, "defaults", {}) or {})
+        self.field_defaults = defaults.pop("fields", {})
+        if defaults:
+            self.merged, self.origins, self.problems = merge_layers(
+                [self.base, Layer(self.kind_label, defaults), *self.user]
             )
-    kind_label = f"dataset kind {kind_name!r} defaults"
-    kind_defaults = dict(getattr(kind_cls, "defaults", {}) or {})
-    field_defaults = kind_defaults.pop("fields", {})
-    if kind_defaults:
-        merged, origins, problems = merge_layers([base, Layer(kind_label, kind_defaults), *user])
 
-    # data
-    data = _section(DataConfig, merged.get("data", {}), "data", origins, problems)
-    if data is not None:
-        data.kind = kind_name
+    def data(self) -> DataConfig | None:
+        data = _section(
+            DataConfig, self.merged.get("data", {}), "data", self.origins, self.problems
+        )
+        if data is None:
+            return None
+        data.kind = self.kind_name
         if (
-            kind_cls is not None
+            self.kind_cls is not None
             and data.dataset == "demo"
-            and getattr(kind_cls, "needs_path", True)
+            and getattr(self.kind_cls, "needs_path", True)
         ):
-            problems.append(
-                Problem(
-                    "data.dataset",
-                    f"dataset kind {kind_name!r} reads a folder: pass --dataset PATH",
-                    origins.get("data.kind"),
-                )
+            self.problem(
+                "data.dataset",
+                f"dataset kind {self.kind_name!r} reads a folder: pass --dataset PATH",
+                "data.kind",
             )
-    language = str(getattr(kind_cls, "language", "en"))
+        self.max_seconds = data.max_audio_seconds
+        return data
 
-    train = _section(TrainConfig, merged.get("train", {}), "train", origins, problems)
-    output = _section(OutputConfig, merged.get("output", {}), "output", origins, problems)
+    # -- the model ------------------------------------------------------------------------------
 
-    # model
-    model_in = merged.get("model", {})
-    encoders_in = dict(model_in.get("encoders") or {})
-    defaults = dict(getattr(kind_cls, "default_encoders", {}) or {})
-    mods = model_in.get("modalities")
-    if mods is None:
-        mods = list(defaults) + [m for m in encoders_in if m not in defaults]
-    mods = [str(m) for m in mods]
-    for m in encoders_in:
-        if m not in mods:
-            problems.append(
-                Problem(
+    def modalities(self, encoders_in: Mapping[str, Any]) -> list[str]:
+        """``model.modalities``, else the kind's default encoders' plus any named encoder's."""
+        defaults = dict(getattr(self.kind_cls, "default_encoders", {}) or {})
+        mods = self.merged.get("model", {}).get("modalities")
+        if mods is None:
+            mods = list(defaults) + [m for m in encoders_in if m not in defaults]
+        mods = [str(m) for m in mods]
+        for m in encoders_in:
+            if m not in mods:
+                self.problem(
                     m,
                     f"an encoder is given for {m!r}, but the run's modalities are {mods}",
-                    _origin(origins, f"model.encoders.{m}.name"),
+                    f"model.encoders.{m}.name",
                 )
-            )
-    if not mods and kind_cls is not None:
-        problems.append(
-            Problem(
+        if not mods and self.kind_cls is not None:
+            self.problem(
                 "model.modalities",
-                f"no modality: dataset kind {kind_name!r} names no default encoders; "
+                f"no modality: dataset kind {self.kind_name!r} names no default encoders; "
                 "name them with --encoder MODALITY=NAME",
-                origins.get("model.modalities"),
             )
-        )
-    encoders: dict[str, ComponentSpec] = {}
-    encoder_classes: dict[str, type] = {}
-    for m in mods:
+        return mods
+
+    def encoder(self, m: str, spec: Mapping[str, Any] | None) -> tuple[ComponentSpec, type] | None:
+        """The encoder of modality ``m`` with every default filled in, and its class."""
         path = f"model.encoders.{m}"
-        spec = encoders_in.get(m)
         if spec is None:
-            if m not in defaults:
-                problems.append(
-                    Problem(
+            default = dict(getattr(self.kind_cls, "default_encoders", {}) or {}).get(m)
+            if default is None:
+                if self.kind_cls is not None:
+                    self.problem(
                         m,
-                        f"no encoder for modality {m!r}: dataset kind {kind_name!r} has no "
-                        f"default for it; name one with --encoder {m}=NAME",
-                        origins.get("model.modalities"),
+                        f"no encoder for modality {m!r}: dataset kind {self.kind_name!r} has "
+                        f"no default for it; name one with --encoder {m}=NAME",
+                        "model.modalities",
                     )
-                )
-                continue
-            spec = {"name": defaults[m], "config": {}}
-            origins[f"{path}.name"] = kind_label
+                return None
+            spec = {"name": default, "config": {}}
+            self.origins[f"{path}.name"] = self.kind_label
         name = spec["name"]
         try:
             cls = registry.load("encoder", name)
         except Exception as exc:
-            problems.append(
-                Problem(m, _load_error("encoder", name, exc), origins.get(f"{path}.name"))
-            )
-            continue
+            self.problem(m, _load_error("encoder", name, exc), f"{path}.name")
+            return None
         if getattr(cls, "modality", None) != m:
-            problems.append(
-                Problem(
-                    m,
-                    f"encoder {name!r} encodes {getattr(cls, 'modality', '?')!r}, not {m!r}; "
-                    f"{m} encoders: {', '.join(_encoders_for(m)) or '(none installed)'}",
-                    origins.get(f"{path}.name"),
-                )
+            others = ", ".join(_encoders_for(m)) or "(none installed)"
+            self.problem(
+                m,
+                f"encoder {name!r} encodes {getattr(cls, 'modality', '?')!r}, not {m!r}; "
+                f"{m} encoders: {others}",
+                f"{path}.name",
             )
-            continue
+            return None
         config = dict(spec.get("config", {}))
-        _apply_field_defaults(
-            cls.Config, config, field_defaults.get("encoder", {}), path, origins, kind_label
-        )
-        derived = {"language": language}
-        if data is not None:
-            derived["max_seconds"] = data.max_audio_seconds
+        kind_fields = self.field_defaults.get("encoder", {})
+        _apply_field_defaults(cls.Config, config, kind_fields, path, self.origins, self.kind_label)
+        derived = {"language": self.language, "max_seconds": getattr(self, "max_seconds", None)}
         derived = {k: v for k, v in derived.items() if v is not None}
-        _apply_field_defaults(
-            cls.Config, config, derived, path, origins, f"dataset kind {kind_name!r}"
-        )
-        problems += component_problems(cls.Config, config, m, path, origins)
-        encoders[m] = ComponentSpec(name, config)
-        encoder_classes[m] = cls
+        label = f"dataset kind {self.kind_name!r}"
+        _apply_field_defaults(cls.Config, config, derived, path, self.origins, label)
+        self.problems += component_problems(cls.Config, config, m, path, self.origins)
+        return ComponentSpec(name, config), cls
 
-    subnet_heads: dict[str, str] = {}
-    from mmml_core.interfaces import head_name
+    def subnet_heads(self, classes: Mapping[str, type]) -> dict[str, str]:
+        from mmml_core.interfaces import head_name
 
-    for m, cls in encoder_classes.items():
-        h = head_name(cls)
-        clash = [o for o, oh in subnet_heads.items() if oh == h]
-        if clash or h == "M":
-            problems.append(
-                Problem(
-                    m,
-                    f"modality {m!r} would name its subnet head {h!r}, already used by "
-                    f"{clash[0] if clash else 'the fused head'}; set `head` on the encoder class",
-                    None,
+        names: dict[str, str] = {}
+        for m, cls in classes.items():
+            h = head_name(cls)
+            clash = [o for o, oh in names.items() if oh == h]
+            if clash or h == "M":
+                self.problems.append(
+                    Problem(
+                        m,
+                        f"modality {m!r} would name its subnet head {h!r}, already used by "
+                        f"{clash[0] if clash else 'the fused head'}; set `head` on the "
+                        "encoder class",
+                    )
                 )
-            )
-        subnet_heads[m] = h
+            names[m] = h
+        return names
 
-    single = len(mods) == 1
-    fusion_spec: ComponentSpec | None = None
-    fusion_in = model_in.get("fusion")
-    if not single:
-        if fusion_in is None:
-            problems.append(
-                Problem(
+    def fusion(self, mods: Sequence[str]) -> ComponentSpec | None:
+        fusion_in = self.merged.get("model", {}).get("fusion")
+        if len(mods) > 1:
+            if fusion_in is None:
+                self.problem(
                     "fusion",
-                    f"modalities {mods} need a fusion (fusion none is for one modality)",
-                    origins.get("model.fusion"),
+                    f"modalities {list(mods)} need a fusion (fusion none is for one modality)",
+                    "model.fusion",
                 )
-            )
-        else:
-            fusion_spec = _role(
-                "fusion",
-                "fusion",
-                fusion_in,
-                field_defaults,
-                origins,
-                problems,
-                kind_label,
-                ["input_dims"],
-            )
-    elif fusion_in is not None and _origin(origins, "model.fusion.name") not in (
-        None,
-        "built-in defaults",
-    ):
-        fusion_origin = origins.get("model.fusion.name", "")
-        if fusion_origin.startswith("--fusion"):
-            problems.append(
+                return None
+            return self.role("fusion", "fusion", fusion_in, ["input_dims"])
+        # one modality: no fusion, whatever a preset names; an explicit --fusion is a mistake
+        origin = self.origins.get("model.fusion.name", "")
+        if fusion_in is not None and mods and origin.startswith("--fusion"):
+            self.problems.append(
                 Problem(
                     "fusion",
                     f"a single-modality model ({mods[0]}) has no fusion; drop --fusion",
-                    fusion_origin,
+                    origin,
                 )
             )
+        return None
 
-    head_spec = _role(
-        "head",
-        "head",
-        model_in.get("head"),
-        field_defaults,
-        origins,
-        problems,
-        kind_label,
-        ["in_dim"],
-    )
-    subnet_spec = _role(
-        "subnet_head",
-        "head",
-        model_in.get("subnet_head"),
-        field_defaults,
-        origins,
-        problems,
-        kind_label,
-        ["in_dim"],
-    )
-
-    possible = ["M"] if fusion_spec is not None else []
-    possible += [subnet_heads[m] for m in mods if m in subnet_heads]
-    if single:
-        heads = [subnet_heads[mods[0]]] if mods[0] in subnet_heads else []
-    else:
-        heads = [str(h) for h in model_in.get("heads") or possible]
+    def heads(self, mods: Sequence[str], subnet: Mapping[str, str], fused: bool) -> list[str]:
+        possible = ["M"] if fused else []
+        possible += [subnet[m] for m in mods if m in subnet]
+        if len(mods) == 1:
+            return possible
+        heads = [str(h) for h in self.merged.get("model", {}).get("heads") or possible]
         unknown = [h for h in heads if h not in possible]
         if unknown:
-            problems.append(
-                Problem(
-                    "heads",
-                    f"unknown head(s) {unknown}; this model's heads are {possible} (M = fused)",
-                    origins.get("model.heads"),
-                )
+            self.problem(
+                "heads",
+                f"unknown head(s) {unknown}; this model's heads are {possible} (M = fused)",
+                "model.heads",
             )
-        if "M" not in heads and fusion_spec is not None:
-            problems.append(
-                Problem(
-                    "heads",
-                    f"a fused model needs the fused head M (heads {heads})",
-                    origins.get("model.heads"),
-                )
+        if "M" not in heads and fused:
+            self.problem(
+                "heads", f"a fused model needs the fused head M (heads {heads})", "model.heads"
             )
-        heads = [h for h in possible if h in heads]
+        return [h for h in possible if h in heads]
 
-    loss_spec = _role(
-        "loss", "loss", merged.get("loss"), {}, origins, problems, kind_label, [], path="loss"
-    )
-    if loss_spec is not None:
-        weights = loss_spec.config.get("weights")
+    def model(self, data: DataConfig | None) -> ModelConfig | None:
+        model_in = self.merged.get("model", {})
+        encoders_in = dict(model_in.get("encoders") or {})
+        mods = self.modalities(encoders_in)
+        encoders: dict[str, ComponentSpec] = {}
+        classes: dict[str, type] = {}
+        for m in mods:
+            found = self.encoder(m, encoders_in.get(m))
+            if found is not None:
+                encoders[m], classes[m] = found
+        subnet = self.subnet_heads(classes)
+        fusion = self.fusion(mods)
+        head = self.role("head", "head", model_in.get("head"), ["in_dim"])
+        subnet_head = self.role("subnet_head", "head", model_in.get("subnet_head"), ["in_dim"])
+        heads = self.heads(mods, subnet, fusion is not None)
+        if len(encoders) != len(mods) or head is None or subnet_head is None:
+            return None
+        return ModelConfig(encoders, fusion, head, subnet_head, heads, subnet)
+
+    def role(
+        self, role: str, kind: str, value: Any, filled: Sequence[str], path: str | None = None
+    ) -> ComponentSpec | None:
+        return _role(
+            role,
+            kind,
+            value,
+            self.field_defaults,
+            self.origins,
+            self.problems,
+            self.kind_label,
+            filled,
+            path,
+        )
+
+    # -- loss and seeds -------------------------------------------------------------------------
+
+    def loss(self, heads: Sequence[str]) -> ComponentSpec | None:
+        """The loss, its weights defaulting to 1 for every head the model trains."""
+        spec = _role("loss", "loss", self.merged.get("loss"), {}, self.origins, self.problems,
+                     self.kind_label, [], path="loss")  # fmt: skip
+        if spec is None:
+            return None
+        weights = spec.config.get("weights")
         if weights is None:
             weights = {h: 1.0 for h in heads}
-            origins.setdefault("loss.config.weights", "the model's heads")
+            self.origins.setdefault("loss.config.weights", "the model's heads")
         if isinstance(weights, Mapping):
             extra = [h for h in weights if h not in heads]
             if extra and heads:
-                problems.append(
-                    Problem(
-                        "loss.weights",
-                        f"weights for head(s) {extra} that this model does not train "
-                        f"(heads {heads})",
-                        origins.get("loss.config.weights"),
-                    )
+                self.problem(
+                    "loss.weights",
+                    f"weights for head(s) {extra} that this model does not train (heads "
+                    f"{list(heads)})",
+                    "loss.config.weights",
                 )
             weights = {h: w for h, w in weights.items() if h in heads}
-        loss_spec.config["weights"] = weights
-        cls = registry.load("loss", loss_spec.name)
-        problems += component_problems(cls.Config, loss_spec.config, "loss", "loss", origins)
+        spec.config["weights"] = weights
+        cls = registry.load("loss", spec.name)
+        self.problems += component_problems(cls.Config, spec.config, "loss", "loss", self.origins)
+        return spec
 
-    seeds: list[int] = []
-    raw_seeds = merged.get("seeds")
-    if not isinstance(raw_seeds, list) or not raw_seeds:
-        problems.append(
-            Problem("seeds", "at least one seed (a list of integers)", origins.get("seeds"))
-        )
-    else:
-        for s in raw_seeds:
+    def seeds(self) -> list[int]:
+        raw = self.merged.get("seeds")
+        if not isinstance(raw, list) or not raw:
+            self.problem("seeds", "at least one seed (a list of integers)")
+            return []
+        seeds = []
+        for s in raw:
             if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-                problems.append(
-                    Problem("seeds", f"{s!r} is not a non-negative integer", origins.get("seeds"))
-                )
+                self.problem("seeds", f"{s!r} is not a non-negative integer")
             else:
                 seeds.append(s)
         if len(set(seeds)) != len(seeds):
-            problems.append(Problem("seeds", f"repeated seed in {raw_seeds}", origins.get("seeds")))
-
-    model_ok = all(p.key.split(".")[0] in _LATER_SECTIONS for p in problems)
-    if problems and not model_ok:
-        raise ConfigErrors(problems)
-    assert data is not None and kind_cls is not None
-    assert head_spec is not None and subnet_spec is not None
-    cfg = RunConfig(
-        data=data,
-        model=ModelConfig(
-            encoders=encoders,
-            fusion=fusion_spec,
-            head=head_spec,
-            subnet_head=subnet_spec,
-            heads=heads,
-            subnet_heads={m: subnet_heads[m] for m in mods},
-        ),
-        loss=loss_spec,
-        train=train,
-        seeds=seeds,
-        output=output,
-        scheme=str(kind_cls.scheme),
-        language=language,
-        origins=origins,
-    )
-    if problems:  # the model and the data can still be checked: say everything at once
-        raise ConfigErrors(problems, partial=cfg)
-    return cfg
+            self.problem("seeds", f"repeated seed in {raw}")
+        return seeds
 
 
 def _section(
