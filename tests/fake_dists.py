@@ -9,7 +9,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from mmml_core import registry
@@ -40,11 +41,39 @@ def install(
 def bench(
     *args: str, site: Path | None = None, cwd: Path | None = None, timeout: float = 600, **env: str
 ) -> subprocess.CompletedProcess:
-    """The venv's real ``mmml-bench`` (``site`` on its path when given)."""
-    full = {k: v for k, v in os.environ.items() if k not in (registry.AUTOLOAD_ENV, "PYTHONPATH")}
+    """The venv's real ``mmml-bench`` (``site`` on its path when given), with this test
+    session's plugin settings (conftest.py: the distributions the module says it needs)."""
+    full = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     full.update(PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", **env)
     if site is not None:
         full["PYTHONPATH"] = str(site)
     return subprocess.run(
         [BENCH, *args], capture_output=True, text=True, timeout=timeout, env=full, cwd=cwd
     )
+
+
+#: mmml's own plugin distributions (the packages under plugins/).
+FIRST_PARTY = (
+    "mmml-encoders-hf",
+    "mmml-fusion-transformer",
+    "mmml-fusion-tfn",
+    "mmml-audio-opensmile",
+    "mmml-audio-mel",
+)
+
+
+@contextmanager
+def plugins_enabled(*distributions: str) -> Iterator[None]:
+    """Allow these plugin distributions for code that runs at collection time (the test
+    session itself runs with autoloading off, see conftest.py)."""
+    before = os.environ.get(registry.PLUGINS_ENV)
+    os.environ[registry.PLUGINS_ENV] = ",".join(distributions)
+    registry.reset()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(registry.PLUGINS_ENV, None)
+        else:
+            os.environ[registry.PLUGINS_ENV] = before
+        registry.reset()

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_dists import FIRST_PARTY
+
+pytestmark = pytest.mark.plugins(*FIRST_PARTY)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_tables.py"
 EXPECTED = {

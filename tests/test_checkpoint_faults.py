@@ -34,6 +34,8 @@ from mmml_core.model import build_model
 from mmml_core.predict import PredictionError, Predictor, predict
 from mmml_core.testing import EncoderContract, FusionContract, HeadContract, LossContract
 
+pytestmark = pytest.mark.plugins("mmml-encoders-hf", "mmml-test-physio")
+
 BENCH = str(Path(sys.executable).with_name("mmml-bench"))
 TINY = {"name": "mlp", "config": {"hidden": 16, "hidden2": 8}}
 SPEC = {

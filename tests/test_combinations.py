@@ -8,8 +8,11 @@ import json
 
 import pytest
 from data_helpers import make_mosi_like, make_sims_like
+from fake_dists import FIRST_PARTY, plugins_enabled
 
 from mmml_core import cli, registry
+
+pytestmark = pytest.mark.plugins(*FIRST_PARTY)
 
 SHORT = ["--seeds", "1", "train.max_epochs=1", "data.max_items=8", "--no-progress"]
 
@@ -18,12 +21,14 @@ def _encoders(modality: str) -> list[str]:
     return [n for n in registry.list("encoder") if registry.load("encoder", n).modality == modality]
 
 
-COMBINATIONS = [
-    (text, audio, fusion)
-    for text in _encoders("text")
-    for audio in _encoders("audio")
-    for fusion in registry.list("fusion")
-]
+with plugins_enabled(*FIRST_PARTY):
+    COMBINATIONS = [
+        (text, audio, fusion)
+        for text in _encoders("text")
+        for audio in _encoders("audio")
+        for fusion in registry.list("fusion")
+    ]
+    FUSIONS = registry.list("fusion")
 
 
 @pytest.mark.parametrize(("text", "audio", "fusion"), COMBINATIONS)
@@ -49,7 +54,7 @@ def kind_roots(tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", ["mosi", "mosei", "sims"])
-@pytest.mark.parametrize("fusion", registry.list("fusion"))
+@pytest.mark.parametrize("fusion", FUSIONS)
 def test_every_combination_passes_the_checks_under_each_kinds_defaults(
     kind, fusion, kind_roots, capsys
 ):

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from fake_dists import plugins_enabled
 from safetensors.torch import load_file, save_file
 
 from mmml_core.checkpoint import load_model
@@ -24,14 +25,17 @@ from mmml_core.engine import TrainConfig, TrainingDiverged, train_seed
 from mmml_core.model import ComponentSpec, ModelSpec
 from mmml_core.testing import write_tiny_dataset
 
-SPEC = ModelSpec(
-    encoders={
-        "text": ComponentSpec("roberta", {"checkpoint": "random:tiny"}),
-        "audio": ComponentSpec("data2vec", {"checkpoint": "random:tiny"}),
-    },
-    fusion=ComponentSpec("concat"),
-    head=ComponentSpec("mlp", {"hidden": 16, "hidden2": 8}),
-)
+pytestmark = pytest.mark.plugins("mmml-encoders-hf", "mmml-fusion-transformer")
+
+with plugins_enabled("mmml-encoders-hf"):  # ModelSpec checks its names when it is made
+    SPEC = ModelSpec(
+        encoders={
+            "text": ComponentSpec("roberta", {"checkpoint": "random:tiny"}),
+            "audio": ComponentSpec("data2vec", {"checkpoint": "random:tiny"}),
+        },
+        fusion=ComponentSpec("concat"),
+        head=ComponentSpec("mlp", {"hidden": 16, "hidden2": 8}),
+    )
 MSE = ComponentSpec("mse")
 
 #: AdamW's decoupled decay multiplies every weight by (1 - lr * weight_decay) = -2 per step:

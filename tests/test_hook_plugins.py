@@ -15,7 +15,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from mmml_core import registry
+
+pytestmark = pytest.mark.plugins("mmml-encoders-hf", "mmml-fusion-transformer")  # dry runs
 
 # The good plugin records its import and its configure_run call in files named by these
 # variables, so a test can see from outside whether a process imported / called it.
@@ -63,10 +67,18 @@ def _install(site: Path, name: str, version: str, entry: str, module: str, sourc
 
 
 def _bench(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """Run the venv's ``mmml-bench`` with ``site`` on the path (plugin autoload on unless
-    ``env`` says otherwise)."""
+    """Run the venv's ``mmml-bench`` with ``site`` on the path, loading the distributions
+    installed there (and no other plugin of this environment, such as a real hook plugin)
+    unless ``env`` says otherwise."""
     full = {k: v for k, v in os.environ.items() if k not in (registry.AUTOLOAD_ENV, "PYTHONPATH")}
-    full.update(PYTHONPATH=str(site), PYTHONDONTWRITEBYTECODE="1", **env)
+    fakes = [p.name.split("-")[0].replace("_", "-") for p in site.glob("*.dist-info")]
+    fakes += os.environ.get(registry.PLUGINS_ENV, "").split(",")  # the module's (conftest.py)
+    full.update(
+        {registry.AUTOLOAD_ENV: "1", registry.PLUGINS_ENV: ",".join(fakes)},
+        PYTHONPATH=str(site),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    full.update(env)
     exe = Path(sys.executable).with_name("mmml-bench")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, env=full)
 
@@ -82,7 +94,12 @@ def _warnings(stderr: str) -> list[str]:
 
 
 def _hook_rows(stdout: str) -> dict[str, dict]:
-    return {r["name"]: r for r in json.loads(stdout) if r["kind"] == "hook"}
+    """The hook rows of this test's distributions (installed hook plugins are listed too)."""
+    return {r["name"]: r for r in _ours(json.loads(stdout)) if r["kind"] == "hook"}
+
+
+def _ours(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["distribution"].startswith("mmml-hook-")]
 
 
 def test_hook_plugins_that_raise_at_import_break_nothing(tmp_path):
@@ -141,7 +158,7 @@ def test_a_misspelt_hook_is_reported_with_the_hook_it_meant(tmp_path):
 
     proc = _bench(site, "plugins", "--check", "--kind", "hook", "--json")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    [row] = json.loads(proc.stdout)
+    [row] = _ours(json.loads(proc.stdout))
     assert (row["kind"], row["name"], row["distribution"], row["version"], row["status"]) == (
         "hook",
         "typo",
@@ -152,7 +169,10 @@ def test_a_misspelt_hook_is_reported_with_the_hook_it_meant(tmp_path):
     assert (
         "unknown hook 'mmml_repot_results' (did you mean 'mmml_report_results'?)" in (row["error"])
     )
-    assert "mmml_add_cli_options, mmml_configure_run, mmml_report_results" in row["error"]
+    assert (
+        "mmml_add_cli_options, mmml_configure_run, mmml_epoch_end, mmml_report_results, "
+        "mmml_seed_end" in row["error"]
+    )
     assert "mmml_repot_results" in proc.stderr, "--json keeps stdout JSON, problems on stderr"
 
     proc = _bench(site, "--help")

@@ -17,6 +17,9 @@ from harness_data import make_learnable_mosi
 from mmml_core import hooks, registry
 from mmml_core.cli import main
 
+# mmml-tracker: the fake hook distribution of the first test
+pytestmark = pytest.mark.plugins("mmml-encoders-hf", "mmml-fusion-transformer", "mmml-tracker")
+
 PLUGIN = """
 from mmml_core.hooks import hookimpl
 
@@ -31,6 +34,14 @@ def mmml_add_cli_options(parser):
 def mmml_configure_run(run_config, options):
     CALLS.append(("configure_run", options["tracker_project"]))
     run_config.setdefault("train", {})["max_epochs"] = 1  # a plugin may adjust the run
+
+@hookimpl
+def mmml_epoch_end(seed_dir, seed, epoch, metrics):
+    CALLS.append(("epoch_end", seed_dir, seed, epoch, metrics))
+
+@hookimpl
+def mmml_seed_end(seed_dir, seed, results):
+    CALLS.append(("seed_end", seed_dir, seed, results["epochs"]))
 
 @hookimpl
 def mmml_report_results(run_dir, results):
@@ -81,9 +92,20 @@ def test_hooks_are_called_by_a_training_run(tmp_path, monkeypatch):
         hooks.reset()
     assert calls[0] == "add_cli_options"
     assert calls[1] == ("configure_run", "demo-proj")
-    assert calls[2][:2] == ("report_results", str(out))
+    seed_dir = str(out / "seed-1")
+    assert calls[2][:4] == ("epoch_end", seed_dir, 1, 1)  # the one epoch configure_run left
+    metrics = calls[2][4]
+    history = json.loads((out / "seed-1" / "results.json").read_text())["history"]
+    assert metrics["train/loss"] == history[0]["train_loss"]
+    assert metrics["valid/T/Has0_Acc2"] == history[0]["valid_acc2"]  # the text-only model's head
+    assert {"valid/loss", "valid/T/MAE", "samples_per_s", "epoch_s"} <= set(metrics)
+    assert any(k.startswith("lr/") for k in metrics) and all(
+        type(v) is float for v in metrics.values()
+    )
+    assert calls[3] == ("seed_end", seed_dir, 1, 1)
+    assert calls[4][:2] == ("report_results", str(out))
     # the results.json data; the run layer may add keys, these are the ones a tracker relies on
-    assert set(calls[2][2]) >= {"aggregate", "config", "runs", "scheme", "seeds"}
+    assert set(calls[4][2]) >= {"aggregate", "config", "runs", "scheme", "seeds"}
     assert json.loads((out / "seed-1" / "results.json").read_text())["epochs"] == 1
 
 
@@ -121,6 +143,7 @@ def hook_env(monkeypatch, tmp_path):
 
 GOOD = """
 from mmml_core.hooks import hookimpl
+
 SEEN = []
 
 @hookimpl
@@ -198,7 +221,15 @@ def test_a_misspelt_hook_makes_the_plugin_broken_naming_the_hook_it_meant(hook_e
     assert broken.error == (
         "unknown hooks 'mmml_frobnicate', 'mmml_repot_results' (did you mean "
         "'mmml_report_results'?); the hooks are "
-        + ", ".join(["mmml_add_cli_options", "mmml_configure_run", "mmml_report_results"])
+        + ", ".join(
+            [
+                "mmml_add_cli_options",
+                "mmml_configure_run",
+                "mmml_epoch_end",
+                "mmml_report_results",
+                "mmml_seed_end",
+            ]
+        )
     )
     # left out entirely: its correctly named hook is not called either
     assert pm.get_plugin("typo") is None and pm.get_plugin("good") is not None

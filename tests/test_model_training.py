@@ -1,4 +1,4 @@
-"""The model assembly end to end (DESIGN §3, §7): tiny models built from registry names train
+"""The model assembly end to end (docs/architecture.md): tiny models built from registry names train
 on random data with a learnable signal, for every fusion, with single- and multi-loss; one
 modality alone predicts through its subnet head; a text-only model works.
 
@@ -17,12 +17,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fake_dists import FIRST_PARTY
 from torch import Tensor, nn
 
 from mmml_core import registry
 from mmml_core.interfaces import EncoderOutput, FeatureEncoder
 from mmml_core.model import ModelSpec, build_model
 from mmml_core.testing import EncoderContract
+
+pytestmark = pytest.mark.plugins(*FIRST_PARTY)
 
 SAMPLE_RATE = 16000
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 from fake_dists import bench, install
+
+pytestmark = pytest.mark.plugins("mmml-encoders-hf", "mmml-pulse")
 
 PLUGIN = '''
 """A fake third modality, "pulse" (one number per utterance), and a dataset kind whose

@@ -20,6 +20,8 @@ from mmml_core import cli
 from mmml_core.run import RunFolderError, open_run_folder
 from mmml_core.runconfig import resolve
 
+pytestmark = pytest.mark.plugins("mmml-encoders-hf", "mmml-fusion-transformer", "mmml-broken-audio")
+
 TINY_ENCODERS = ["text.checkpoint=random:tiny", "audio.checkpoint=random:tiny"]
 
 
