@@ -1,4 +1,4 @@
-"""Behaviour hooks (pluggy), all in this one module (DESIGN §2).
+"""Behaviour hooks (pluggy), all in this one module (docs/architecture.md#hook-plugins).
 
 A plugin module registers under the entry-point group ``mmml_core.plugins`` and implements any
 of the hooks below with ``@mmml_core.hooks.hookimpl``. Hooks are for behaviour; name -> class
@@ -70,6 +70,38 @@ class MmmlHookSpecs:
     def mmml_report_results(self, run_dir: str, results: dict[str, Any]) -> None:
         """Receive the finished run's results (the same data as ``results.json``), e.g. to
         send them to an experiment tracker. ``run_dir`` is the run's output folder."""
+
+    @hookspec
+    def mmml_epoch_end(
+        self, seed_dir: str, seed: int, epoch: int, metrics: dict[str, float]
+    ) -> None:
+        """Receive one finished epoch of one seed, e.g. to plot it in an experiment tracker.
+
+        Called by the engine after the epoch's checkpoints and resumable state are written
+        (a diverged epoch is not reported; a resumed seed reports only the epochs it trains).
+        ``seed_dir`` is the seed's output folder (``<run>/seed-<seed>`` under ``mmml-bench``);
+        ``epoch`` counts from 1. ``metrics`` maps names to plain floats:
+
+        - ``train/loss``, ``valid/loss``: the epoch's mean training loss and the validation loss;
+        - ``valid/<head>/<metric>``: every metric of the dataset's scheme for every head, scored
+          against the multimodal label (``valid/M/Acc2``, ``valid/T/MAE``, ...); with
+          per-modality labels also ``valid/<head>@label_<head>/<metric>``. NaN where a metric is
+          undefined;
+        - ``lr/<group>``: the learning rate of each optimizer parameter group after the epoch,
+          by the group's ``name`` (its index when it has none);
+        - ``samples_per_s``: training samples per second of the epoch's training pass;
+        - ``epoch_s``: the epoch's wall time in seconds (training, validation, checkpoints).
+
+        When no plugin implements this hook the engine does not compute the per-head metrics.
+        """
+
+    @hookspec
+    def mmml_seed_end(self, seed_dir: str, seed: int, results: dict[str, Any]) -> None:
+        """Receive one seed's results once it is trained and both checkpoints are tested (the
+        same data as ``<seed_dir>/results.json``: ``epochs``, ``history``, and per checkpoint
+        selection its ``test`` metrics per head), e.g. to record them and close the tracker's
+        files for that seed. Not called for a seed that diverged, nor for one a ``--resume``
+        found finished."""
 
 
 _pm: pluggy.PluginManager | None = None
