@@ -1,4 +1,4 @@
-"""The training engine (DESIGN §8): one seed of one model on one dataset.
+"""The training engine (docs/training.md): one seed of one model on one dataset.
 
 AdamW over every trainable parameter, early stopping on the validation loss (patience 8 as in
 the paper's appendix A.1), an epoch cap, optional gradient clipping. Two checkpoints are kept
@@ -21,11 +21,13 @@ read back anyway.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import numbers
 import os
 import random
 import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -42,13 +44,20 @@ from mmml_core.checkpoint import atomic_directory, atomic_write_text, recover_di
 from mmml_core.interfaces import FeatureEncoder
 from mmml_core.metrics import ACC2_KEY, regression_metrics
 from mmml_core.model import ComponentSpec, ModelSpec, MultimodalModel, build_model
+from mmml_core.optim import SCHEDULES, OptimGroup, lr_factor, model_param_groups, resolve_groups
 
 __all__ = ["TrainConfig", "TrainingDiverged", "evaluate", "resolve_device", "train_seed"]
+
+log = logging.getLogger(__name__)  # under "mmml_core", which the train command configures
 
 
 @dataclass
 class TrainConfig:
-    lr: float = 1e-5  # the paper's appendix A.1 (the authors' code used 5e-6 with batch 8)
+    # the from-scratch rate: fusion, heads and encoders with random weights (the paper's
+    # appendix A.1 trains everything at 1e-5; the authors' code used 5e-6 with batch 8)
+    lr: float = 1e-5
+    # the fine-tuning rate of encoders that start from pretrained weights (paper: 1e-5)
+    pretrained_lr: float = 1e-5
     batch_size: int = 16  # the paper's appendix A.1
     eval_batch_size: int = 32  # no gradients at evaluation: larger batches are free
     max_epochs: int = 100  # a cap only: early stopping normally ends a run sooner
@@ -59,6 +68,9 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers running encoder preprocessing; 0 = in process
     device: str = "auto"  # auto = cuda when available, else cpu
     amp: bool = True  # bf16 autocast, used on CUDA only
+    # after warm-up: constant | linear | cosine (decay to 0 at max_epochs); the paper: constant
+    schedule: str = "constant"
+    warmup_steps: int = 0  # optimizer steps of linear warm-up from 0; 0 = none (the paper)
 
     def __post_init__(self) -> None:
         """Reject every out-of-range number, naming the field and its value (all at once).
@@ -67,6 +79,9 @@ class TrainConfig:
         comparison would let ``lr=nan`` through); booleans are not numbers here."""
         checks: list[tuple[str, str, Callable[[Any], bool]]] = [
             ("lr", "a finite number > 0", lambda v: _finite(v) and v > 0),
+            ("pretrained_lr", "a finite number > 0", lambda v: _finite(v) and v > 0),
+            ("warmup_steps", "an integer >= 0", lambda v: _integer(v) and v >= 0),
+            ("schedule", f"one of {', '.join(SCHEDULES)}", lambda v: v in SCHEDULES),
             ("weight_decay", "a finite number >= 0", lambda v: _finite(v) and v >= 0),
             (
                 "grad_clip",
@@ -248,7 +263,7 @@ def loss_targets(
 ) -> Mapping[str, torch.Tensor]:
     """What each head learns. A single-modality model (no fusion) predicts the multimodal
     label with its one head (the paper's "text-only" rows); in a fused model each subnet head
-    learns its own modality's label where the dataset has one (DESIGN §7)."""
+    learns its own modality's label where the dataset has one (docs/architecture.md)."""
     if not single_modality:
         return targets
     return {h: targets["M"] for h in targets}
@@ -390,6 +405,8 @@ class _Seed:
     test_split: Any
     scheme: str
     extra: dict[str, Any]  # what the checkpoints' config.json holds besides the model
+    step: int = 0  # optimizer steps taken (the schedule's clock)
+    steps_per_epoch: int = 1
 
     @property
     def state_dir(self) -> Path:
@@ -410,6 +427,28 @@ def _target_heads(spec: ModelSpec) -> tuple[str, ...]:
     return ("M", *(h for h in spec.heads if h != "M"))
 
 
+def default_groups(spec: ModelSpec, cfg: TrainConfig) -> dict[str, OptimGroup]:
+    """The parameter groups' settings from ``cfg`` alone (no ``optim.GROUP`` keys): the
+    fine-tuning rate for encoders that load pretrained weights, the from-scratch rate for
+    the rest (:mod:`mmml_core.optim`)."""
+    pretrained = {
+        m: registry.load("encoder", s.name).loads_pretrained_weights(s.config)
+        for m, s in spec.encoders.items()
+    }
+    return resolve_groups(pretrained, spec.fusion is not None, cfg)
+
+
+def _set_lr(run: _Seed) -> None:
+    """Scale every group's rate by the schedule's factor for the coming optimizer step."""
+    cfg = run.cfg
+    if cfg.schedule == "constant" and cfg.warmup_steps == 0:
+        return
+    total = cfg.max_epochs * run.steps_per_epoch
+    factor = lr_factor(cfg.schedule, run.step, cfg.warmup_steps, total)
+    for group in run.optim.param_groups:
+        group["lr"] = group["base_lr"] * factor
+
+
 def _setup(
     spec: ModelSpec,
     loss_spec: ComponentSpec,
@@ -418,6 +457,7 @@ def _setup(
     seed: int,
     out: Path,
     checkpoint_extra: dict[str, Any] | None,
+    groups: Mapping[str, OptimGroup] | None = None,
 ) -> _Seed:
     """Seed the RNGs, build model and loss, fit the encoders on the training split, build the
     optimizer. The order of these steps fixes what the seeded random streams produce."""
@@ -433,9 +473,16 @@ def _setup(
             enc.fit(_ModalityView(train_split, m))
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
+    if groups is None:
+        groups = default_groups(spec, cfg)
     optim = torch.optim.AdamW(
-        params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
+        model_param_groups(model, groups),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        fused=device.type == "cuda",
     )
+    for group in optim.param_groups:  # the schedule scales from these
+        group["base_lr"] = group["lr"]
     return _Seed(
         spec=spec,
         cfg=cfg,
@@ -476,18 +523,51 @@ def _start(run: _Seed, resume: bool) -> dict[str, Any]:
     return meta
 
 
-def _train_epoch(run: _Seed, epoch: int) -> float:
+class _StepBar:
+    """The progress bar within an epoch (stderr, cleared when the epoch ends): steps done of
+    the total, the running mean training loss and samples/s. The loss is read back from the
+    device at most once per ``interval`` seconds and on the last step (one host sync each),
+    and never when the bar is off."""
+
+    def __init__(self, total: int, desc: str, enabled: bool, interval: float = 1.0) -> None:
+        from tqdm.auto import tqdm
+
+        self.enabled, self.interval = enabled, interval
+        self.bar = tqdm(total=total, desc=desc, unit="step", leave=False, disable=not enabled)
+        self.start = self.shown = time.perf_counter()
+
+    def step(self, n_seen: int, loss_sum: torch.Tensor) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.shown >= self.interval or self.bar.n + 1 >= (self.bar.total or 0):
+            self.shown = now
+            rate = n_seen / max(now - self.start, 1e-9)
+            mean = float(loss_sum) / max(n_seen, 1)
+            self.bar.set_postfix_str(f"loss {mean:.3f}, {rate:.1f} samples/s", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _train_epoch(run: _Seed, epoch: int, progress: bool = False) -> float:
     """One pass over the training split; returns the epoch's mean training loss. The loss is
-    summed on the device and read back once, here (no host sync per step)."""
+    summed on the device and read back once, here (no host sync per step; with ``progress``,
+    the step bar reads it about once a second)."""
     cfg, device = run.cfg, run.device
     use_amp = cfg.amp and device.type == "cuda"
     single = run.spec.fusion is None
     run.model.train()
     loss_sum = torch.zeros((), device=device)
     n_seen = 0
-    for batch in _loader(
+    loader = _loader(
         run.train_split, run.collate, cfg.batch_size, cfg, train=True, seed=run.seed, epoch=epoch
-    ):
+    )
+    bar = _StepBar(len(loader), f"epoch {epoch}", progress)
+    run.steps_per_epoch = len(loader)  # the same every epoch: the schedule counts from it
+    run.step = (epoch - 1) * run.steps_per_epoch
+    for batch in loader:
         batch_t = _to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             preds = run.model(batch_t["inputs"])
@@ -496,10 +576,14 @@ def _train_epoch(run: _Seed, epoch: int) -> float:
         total.backward()
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
+        _set_lr(run)
         run.optim.step()
+        run.step += 1
         n = len(batch["ids"])
         loss_sum += total.detach() * n
         n_seen += n
+        bar.step(n_seen, loss_sum)
+    bar.close()
     return float(loss_sum) / max(n_seen, 1)
 
 
@@ -534,10 +618,10 @@ def _diverged(
 
 def _validate(
     run: _Seed, loader: DataLoader, meta: Mapping[str, Any], epoch: int, train_loss: float
-) -> dict[str, Any]:
-    """The epoch's history row: training loss, validation loss and validation Acc2 of the
-    primary head. A non-finite validation loss or prediction raises :class:`TrainingDiverged`
-    (no metrics are computed on NaN)."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The epoch's history row (training loss, validation loss and validation Acc2 of the
+    primary head) and the evaluation it came from. A non-finite validation loss or prediction
+    raises :class:`TrainingDiverged` (no metrics are computed on NaN)."""
     ev = evaluate(run.model, loader, run.loss_fn, run.device, run.cfg.amp)
     if not math.isfinite(ev["loss"]):
         raise _diverged(run, meta, epoch, "valid_loss", ev["loss"])
@@ -545,12 +629,13 @@ def _validate(
     if bad is not None:
         raise _diverged(run, meta, epoch, "valid_preds", bad[1], head=bad[0])
     val_metrics = regression_metrics(ev["preds"][run.primary], ev["targets"]["M"], run.scheme)
-    return {
+    row = {
         "epoch": epoch,
         "train_loss": train_loss,
         "valid_loss": ev["loss"],
         "valid_acc2": val_metrics[run.acc_key],
     }
+    return row, ev
 
 
 def _select(run: _Seed, meta: dict[str, Any], row: Mapping[str, Any]) -> None:
@@ -588,6 +673,10 @@ def _test_selections(
         "model": run.spec.to_dict(),
         "loss": {"name": loss_spec.name, "config": loss_spec.config},
         "train": asdict(cfg),
+        "param_groups": {  # the resolved rates (before the schedule's factor)
+            g["name"]: {"lr": g["base_lr"], "weight_decay": g["weight_decay"]}
+            for g in run.optim.param_groups
+        },
         "epochs": meta["epoch"],
         "stopped": meta["stopped"],
         "history": meta["history"],
@@ -611,6 +700,54 @@ def _test_selections(
     return results
 
 
+# -- per-epoch reporting: the log line and the mmml_epoch_end hook ---------------------------
+
+
+def current_lrs(optim: torch.optim.Optimizer) -> dict[str, float]:
+    """The learning rate of each of ``optim``'s parameter groups now, by the group's
+    ``name`` (its index when it has none), in group order."""
+    return {str(g.get("name", i)): float(g["lr"]) for i, g in enumerate(optim.param_groups)}
+
+
+def format_lrs(lrs: Mapping[str, float]) -> str:
+    """``lr 1.0e-03`` when every group has that rate, else ``lr text=1.0e-05 audio=...``."""
+    if len(set(lrs.values())) <= 1:
+        return f"lr {next(iter(lrs.values()), math.nan):.1e}"
+    return "lr " + " ".join(f"{name}={lr:.1e}" for name, lr in lrs.items())
+
+
+def _epoch_line(
+    seed: int,
+    max_epochs: int,
+    row: Mapping[str, Any],
+    lrs: Mapping[str, float],
+    seconds: float,
+    rate: float,
+) -> str:
+    """The epoch's log line; ``seconds`` is the whole epoch, ``rate`` the training samples/s."""
+    return (
+        f"seed {seed} epoch {row['epoch']}/{max_epochs}: train {row['train_loss']:.3f} "
+        f"valid {row['valid_loss']:.3f} acc2 {row['valid_acc2']:.3f} {format_lrs(lrs)} "
+        f"({seconds:.1f} s, {rate:.0f} samples/s)"
+    )
+
+
+def _epoch_metrics(
+    row: Mapping[str, Any],
+    scores: Mapping[str, Mapping[str, float]],
+    lrs: Mapping[str, float],
+    seconds: float,
+    rate: float,
+) -> dict[str, float]:
+    """What ``mmml_epoch_end`` receives (its hookspec lists the keys)."""
+    metrics = {"train/loss": float(row["train_loss"]), "valid/loss": float(row["valid_loss"])}
+    for head, values in scores.items():
+        metrics.update({f"valid/{head}/{k}": float(v) for k, v in values.items()})
+    metrics.update({f"lr/{name}": lr for name, lr in lrs.items()})
+    metrics.update(samples_per_s=float(rate), epoch_s=float(seconds))
+    return metrics
+
+
 def train_seed(
     spec: ModelSpec,
     loss_spec: ComponentSpec,
@@ -622,17 +759,27 @@ def train_seed(
     resume: bool = False,
     progress: bool = True,
     checkpoint_extra: dict[str, Any] | None = None,
+    groups: Mapping[str, OptimGroup] | None = None,
 ) -> dict[str, Any]:
     """Train one seed; writes ``out_dir/{state,best_loss,best_acc,results.json,curve.png}``
     and returns the results.
+
+    Each epoch logs one line (``seed 1 epoch 3/20: train ... valid ... acc2 ... lr ...``) to
+    the ``mmml_core.engine`` logger and calls the ``mmml_epoch_end`` hook; the finished seed
+    calls ``mmml_seed_end`` (see :mod:`mmml_core.hooks`). With ``progress``, tqdm bars over
+    the epochs and within each epoch.
 
     Raises :class:`TrainingDiverged` when an epoch's training or validation loss (or a
     prediction) is not finite; what earlier epochs wrote stays as it was."""
     from tqdm.auto import tqdm
 
+    from mmml_core.hooks import get_plugin_manager
+
+    hook = get_plugin_manager().hook
+    tracked = bool(hook.mmml_epoch_end.get_hookimpls())  # per-head metrics only if wanted
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run = _setup(spec, loss_spec, dataset, cfg, seed, out, checkpoint_extra)
+    run = _setup(spec, loss_spec, dataset, cfg, seed, out, checkpoint_extra, groups)
     meta = _start(run, resume)
     valid_loader = _loader(
         run.valid_split, run.collate, cfg.eval_batch_size, cfg, train=False, seed=seed, epoch=0
@@ -648,13 +795,22 @@ def train_seed(
     try:
         while meta["stopped"] is None:
             epoch = meta["epoch"] + 1
-            train_loss = _train_epoch(run, epoch)
+            started = time.perf_counter()
+            train_loss = _train_epoch(run, epoch, progress)
+            rate = len(run.train_split) / max(time.perf_counter() - started, 1e-9)
             if not math.isfinite(train_loss):
                 raise _diverged(run, meta, epoch, "train_loss", train_loss)
-            row = _validate(run, valid_loader, meta, epoch, train_loss)
+            row, ev = _validate(run, valid_loader, meta, epoch, train_loss)
+            row["lr"] = current_lrs(run.optim)  # each group's rate at the epoch's last step
             meta["history"].append(row)
             _select(run, meta, row)
             _save_state(run.state_dir, run.model, run.optim, meta)
+            seconds, lrs = time.perf_counter() - started, current_lrs(run.optim)
+            log.info(_epoch_line(seed, cfg.max_epochs, row, lrs, seconds, rate))
+            if tracked:
+                scores = _score(ev, run.scheme, dataset.has_modality_labels)
+                metrics = _epoch_metrics(row, scores, lrs, seconds, rate)
+                hook.mmml_epoch_end(seed_dir=str(out), seed=seed, epoch=epoch, metrics=metrics)
             bar.update(1)
             bar.set_postfix(
                 train=f"{row['train_loss']:.3f}",
@@ -667,6 +823,7 @@ def train_seed(
     results = _test_selections(run, meta, loss_spec, dataset.has_modality_labels)
     atomic_write_text(out / "results.json", json.dumps(json_clean(results), indent=2))
     plot_curves(meta["history"], out / "curve.png", title=f"seed {seed}")
+    hook.mmml_seed_end(seed_dir=str(out), seed=seed, results=json_clean(results))
     return results
 
 
@@ -715,4 +872,4 @@ def plot_curves(history: Sequence[Mapping[str, float]], path: Path, title: str =
     os.replace(tmp, path)
 
 
-__all__ += ["json_clean", "plot_curves"]
+__all__ += ["current_lrs", "format_lrs", "json_clean", "plot_curves"]

@@ -1,4 +1,4 @@
-"""The four component kinds and what they exchange (DESIGN §3).
+"""The four component kinds and what they exchange (docs/architecture.md#interfaces-and-data-flow).
 
 Letters used in shape comments: B batch, T sequence length (tokens or audio frames),
 D encoder width, F fused feature width.
@@ -36,6 +36,7 @@ __all__ = [
     "Loss",
     "config_dict",
 ]
+
 
 def head_name(encoder: Any) -> str:
     """The subnet head (and label) name of an encoder class or instance: its ``head``
@@ -138,6 +139,15 @@ class FeatureEncoder(Component):
             return load_audio(value, max_seconds=getattr(self.config, "max_seconds", None))
         return value
 
+    @classmethod
+    def loads_pretrained_weights(cls, config: Mapping[str, Any]) -> bool:
+        """Whether an encoder built from ``config`` (its fields as a dict) starts from
+        pretrained weights. Such an encoder is fine-tuned at ``train.pretrained_lr``; one that
+        starts from random weights trains at the from-scratch rate ``train.lr`` (see
+        :mod:`mmml_core.optim`). Decided from the config alone, without loading anything. The
+        default: no pretrained weights."""
+        return False
+
     def save_assets(self, directory: Any) -> bool:
         """Write into ``directory`` (a ``pathlib.Path`` that exists) every file besides the
         weights that is needed to rebuild this encoder offline (tokenizer, architecture
@@ -172,7 +182,7 @@ class Head(Component):
 
 
 class Loss(Component):
-    """Weighted sum of one criterion over the prediction heads (DESIGN §7).
+    """Weighted sum of one criterion over the prediction heads (docs/architecture.md).
 
     Subclasses implement :meth:`criterion` for one head; the weights of the config pick the
     heads (``{"M": 1.0}`` is single-loss training). Heads absent from ``predictions`` are

@@ -13,8 +13,8 @@ each run holds an exclusive lock on ``<run>/.lock`` while it works.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -52,6 +52,10 @@ __all__ = [
 ]
 
 LOCK_NAME = ".lock"
+#: the run's log (what the ``mmml_core`` logger says while the run works), appended on resume
+LOG_NAME = "log.txt"
+
+log = logging.getLogger(__name__)
 
 
 class RunFolderError(ConfigError):
@@ -133,19 +137,18 @@ def run_experiment(
     *,
     resume: bool = False,
     progress: bool = True,
-    log: Any = None,
 ) -> dict[str, Any]:
     """Train every seed into ``out_dir/seed-N`` and write the summary tables.
 
     ``run`` is a :class:`~mmml_core.validate.CheckedRun` (or a :class:`RunConfig`, checked
     here). ``out_dir`` must be a folder this process may write (see
-    :func:`open_run_folder`)."""
+    :func:`open_run_folder`). What the run does is logged to the ``mmml_core`` logger (see
+    :mod:`mmml_core.logs`)."""
     from mmml_core.engine import json_clean, train_seed
     from mmml_core.validate import CheckedRun, check_run, describe_report
 
     checked: CheckedRun = run if isinstance(run, CheckedRun) else check_run(run)
     cfg = checked.config
-    log = log or sys.stderr
     out = Path(out_dir)
     resolved = json.loads(json.dumps(checked.resolved()))
     saved = out / "config.json"
@@ -154,17 +157,17 @@ def run_experiment(
         if before != resolved:
             raise ConfigError(f"{saved}: --resume with a different configuration than the run's")
     saved.write_text(json.dumps(resolved, indent=2))
-    print(describe_report(checked.data_report), file=log)
+    log.info(describe_report(checked.data_report))
     dataset = checked.dataset
     per_seed = []
     for seed in cfg.seeds:
         seed_dir = out / f"seed-{seed}"
         done = seed_dir / "results.json"
         if resume and done.is_file():
-            print(f"seed {seed}: finished earlier, reading {done}", file=log)
+            log.info(f"seed {seed}: finished earlier, reading {done}")
             per_seed.append(json.loads(done.read_text()))
             continue
-        print(f"seed {seed}: training into {seed_dir}", file=log)
+        log.info(f"seed {seed}: training into {seed_dir}")
         per_seed.append(
             train_seed(
                 checked.spec,
@@ -176,6 +179,7 @@ def run_experiment(
                 resume=resume,
                 progress=progress,
                 checkpoint_extra={"max_audio_seconds": cfg.data.max_audio_seconds},
+                groups=cfg.optim or None,
             )
         )
     labels = head_labels(cfg.model.subnet_heads, cfg.model.heads)
@@ -216,26 +220,28 @@ def run_comparison(
     *,
     resume: bool = True,
     progress: bool = True,
-    log: Any = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Train every row (each into ``out_dir/<n>-<label>``) and return a Markdown table per
-    checkpoint selection plus the aggregates. Rows already finished are read back. Every
-    row is resolved and checked before the first one trains."""
+    """Train every row (each into ``out_dir/<n>-<label>``, with its ``log.txt``) and return
+    a Markdown table per checkpoint selection plus the aggregates. Rows already finished are
+    read back. Every row is resolved and checked before the first one trains."""
+    from mmml_core.logs import log_files
     from mmml_core.metrics import METRIC_KEYS
     from mmml_core.validate import check_run
 
-    log = log or sys.stderr
     out = Path(out_dir)
     checked = [check_run(resolve(row.layers, row.modalities)) for row in rows]
     results: dict[str, Any] = {}
     scheme = None
     for i, (row, run) in enumerate(zip(rows, checked, strict=True)):
         slug = "".join(c if c.isalnum() else "-" for c in row.label.lower()).strip("-")
-        print(f"== {row.label}", file=log)
+        log.info(f"== {row.label}")
         folder = out / f"{i}-{slug}"
         again = resume and (folder / "config.json").is_file()
-        with open_run_folder(folder, run.config, resume=again) as path:
-            res = run_experiment(run, path, resume=again, progress=progress, log=log)
+        with (
+            open_run_folder(folder, run.config, resume=again) as path,
+            log_files(path / LOG_NAME),
+        ):
+            res = run_experiment(run, path, resume=again, progress=progress)
         scheme = res["summary"]["scheme"]
         results[row.label] = {
             "head": row.head,

@@ -17,6 +17,8 @@ Every layer has the same shape (the shape of a configuration file)::
               head, subnet_head, heads = ["M", "T", "A"], modalities = ["text", "audio"]
     [loss]    name, config
     [train]   the fields of :class:`mmml_core.engine.TrainConfig`
+    [optim]   GROUP = {lr, weight_decay}: one parameter group's settings, GROUP a modality
+              (its encoder), fusion or heads (:mod:`mmml_core.optim`)
     [output]  dir
 
 A component is ``{name, config}`` or just its name. A higher layer that names a *different*
@@ -39,6 +41,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from mmml_core import registry
@@ -67,11 +70,11 @@ __all__ = [
 ]
 
 PRESETS_DIR = Path(__file__).with_name("presets")
-SECTIONS: tuple[str, ...] = ("data", "model", "loss", "train", "seeds", "output")
+SECTIONS: tuple[str, ...] = ("data", "model", "loss", "train", "optim", "seeds", "output")
 _MODEL_KEYS = ("encoders", "fusion", "head", "subnet_head", "heads", "modalities")
 _ROLES = ("fusion", "head", "subnet_head")  # model components besides the encoders
 # sections that neither the model nor the data depends on (problem keys start with them)
-_LATER_SECTIONS = frozenset({"train", "loss", "seeds", "output"})
+_LATER_SECTIONS = frozenset({"train", "optim", "loss", "seeds", "output"})
 
 #: The lowest layer. Encoders are not named here: each dataset kind names the default encoder
 #: per modality for its language (``default_encoders``).
@@ -174,6 +177,14 @@ class DataConfig:
 
 
 @dataclass
+class _GroupKeys:
+    """The keys of one parameter group (``optim.GROUP.KEY``), for typing overrides."""
+
+    lr: float  # this group's learning rate
+    weight_decay: float  # this group's AdamW weight decay
+
+
+@dataclass
 class OutputConfig:
     # the run folder; None = runs/<dataset>-<fusion>-<date>-<time>, unique per run
     dir: str | None = None
@@ -212,6 +223,8 @@ class RunConfig:
     scheme: str  # the dataset kind's metric scheme
     language: str  # the dataset kind's text language
     origins: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
+    # parameter group -> its resolved settings (mmml_core.optim.OptimGroup)
+    optim: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as a configuration file (every layer folded in)."""
@@ -220,6 +233,7 @@ class RunConfig:
             "model": self.model.to_dict(),
             "loss": self.loss.to_dict(),
             "train": dataclasses.asdict(self.train),
+            "optim": {g: o.to_dict() for g, o in self.optim.items()},
             "seeds": list(self.seeds),
             "output": dataclasses.asdict(self.output),
         }
@@ -316,6 +330,8 @@ class _Merger:
                 self._component(self.data, "loss", "loss", value, layer)
             elif section == "model":
                 self._model(value, layer)
+            elif section == "optim":
+                self._groups(value, layer)
             else:
                 self._table(section, value, layer)
 
@@ -327,6 +343,21 @@ class _Merger:
         for key, v in value.items():
             target[key] = copy.deepcopy(v)
             self._set(f"{section}.{key}", layer.label(f"{section}.{key}"))
+
+    def _groups(self, value: Any, layer: Layer) -> None:
+        """``optim``: a table of groups, each a table of fields merged key by key."""
+        if not isinstance(value, Mapping) or not all(
+            isinstance(v, Mapping) for v in value.values()
+        ):
+            self.problems.append(
+                Problem("optim", "expected a table of groups, each {lr, weight_decay}", layer.name)
+            )
+            return
+        target = self.data.setdefault("optim", {})
+        for group, fields in value.items():
+            for key, v in fields.items():
+                target.setdefault(group, {})[key] = copy.deepcopy(v)
+                self._set(f"optim.{group}.{key}", layer.label(f"optim.{group}.{key}"))
 
     def _model(self, value: Any, layer: Layer) -> None:
         if not isinstance(value, Mapping):
@@ -542,6 +573,13 @@ def _parse_override(
             raise ConfigError(f"seeds={text!r} is not a list of integers") from exc
     if head in sections and rest:
         return f"{head}.{rest}", parse_value(sections[head], rest, text, head), None
+    if head == "optim":
+        if len(parts) != 3:
+            raise ConfigError(
+                f"{key!r}: optimizer keys are optim.GROUP.lr and optim.GROUP.weight_decay, GROUP "
+                "a modality (its encoder), fusion or heads"
+            )
+        return key, parse_value(_GroupKeys, parts[2], text, f"optim.{parts[1]}"), None
     model = merged.get("model", {})
     if head in _ROLES and rest:
         spec = model.get(head)
@@ -568,7 +606,8 @@ def _parse_override(
     raise ConfigError(
         f"unknown key {key!r}. Keys are train.FIELD, data.FIELD, output.FIELD, seeds, "
         "MODALITY.FIELD (e.g. text.checkpoint, audio.checkpoint), fusion.FIELD, head.FIELD, "
-        f"subnet_head.FIELD, loss.FIELD.\ntrain fields:\n{describe_fields(_T)}\n"
+        "subnet_head.FIELD, loss.FIELD, optim.GROUP.lr, optim.GROUP.weight_decay."
+        f"\ntrain fields:\n{describe_fields(_T)}\n"
         f"data fields:\n{describe_fields(DataConfig)}"
     )
 
@@ -740,7 +779,8 @@ class _Resolver:
             OutputConfig, self.merged.get("output", {}), "output", self.origins, self.problems
         )
         model = self.model(data)
-        loss = self.loss(model.heads if model else [])
+        loss = self.loss(model.heads if model else None)
+        optim = self.optim(model, train)
         seeds = self.seeds()
         if self.problems and not all(p.key.split(".")[0] in _LATER_SECTIONS for p in self.problems):
             raise ConfigErrors(self.problems)
@@ -755,6 +795,7 @@ class _Resolver:
             scheme=str(self.kind_cls.scheme),
             language=self.language,
             origins=self.origins,
+            optim=optim,
         )
         if self.problems:  # the model and the data can still be checked: say all at once
             raise ConfigErrors(self.problems, partial=cfg)
@@ -977,12 +1018,21 @@ class _Resolver:
 
     # -- loss and seeds -------------------------------------------------------------------------
 
-    def loss(self, heads: Sequence[str]) -> ComponentSpec | None:
-        """The loss, its weights defaulting to 1 for every head the model trains."""
+    def loss(self, heads: Sequence[str] | None) -> ComponentSpec | None:
+        """The loss, its weights defaulting to 1 for every head the model trains. ``heads``
+        is None when the model has problems of its own: then the weights are not checked
+        against it (that would only repeat those problems), the other fields are."""
         spec = _role("loss", "loss", self.merged.get("loss"), {}, self.origins, self.problems,
                      self.kind_label, [], path="loss")  # fmt: skip
         if spec is None:
             return None
+        if heads is None:
+            check = {**spec.config}
+            if not isinstance(check.get("weights"), Mapping):
+                check["weights"] = {"M": 1.0}
+            cls = registry.load("loss", spec.name)
+            self.problems += component_problems(cls.Config, check, "loss", "loss", self.origins)
+            return spec
         weights = spec.config.get("weights")
         if weights is None:
             weights = {h: 1.0 for h in heads}
@@ -1001,6 +1051,39 @@ class _Resolver:
         cls = registry.load("loss", spec.name)
         self.problems += component_problems(cls.Config, spec.config, "loss", "loss", self.origins)
         return spec
+
+    def optim(self, model: ModelConfig | None, train: Any) -> dict[str, Any]:
+        """Every parameter group's rate and weight decay (:mod:`mmml_core.optim`); the layer
+        of a rate that no ``optim`` key set is recorded as the rule that chose it."""
+        from mmml_core.optim import GroupProblems, resolve_groups
+
+        given = self.merged.get("optim") or {}
+        if model is None:
+            return {}
+        check_only = train is None  # train has problems of its own: check the groups' keys
+        if check_only:
+            train = SimpleNamespace(lr=1.0, pretrained_lr=1.0, weight_decay=0.0)
+        pretrained = {
+            m: bool(registry.load("encoder", s.name).loads_pretrained_weights(s.config))
+            for m, s in model.encoders.items()
+        }
+        try:
+            groups = resolve_groups(pretrained, model.fusion is not None, train, given)
+        except GroupProblems as exc:
+            for key, message in exc.problems:
+                if key.startswith("train."):  # train.* problems are reported already
+                    continue
+                origin = self.origins.get(key) or next(
+                    (v for k, v in self.origins.items() if k.startswith(key + ".")), None
+                )
+                self.problems.append(Problem(key, message, origin))
+            return {}
+        if check_only:
+            return {}
+        for name, group in groups.items():
+            if f"optim.{name}.lr" not in self.origins:
+                self.origins[f"optim.{name}.lr"] = group.why
+        return groups
 
     def seeds(self) -> list[int]:
         raw = self.merged.get("seeds")

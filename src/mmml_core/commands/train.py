@@ -2,8 +2,13 @@
 
 Output folder (``--out``, default ``runs/<dataset>-<fusion>-<time>``): ``config.json`` (the
 resolved run configuration), ``seed-N/`` per seed (``results.json``, ``curve.png``, the
-``best_loss/`` and ``best_acc/`` checkpoints, the resumable ``state/``), and over the seeds
-``summary.md``, ``summary.csv`` and ``results.json``.
+``best_loss/`` and ``best_acc/`` checkpoints, the resumable ``state/``), over the seeds
+``summary.md``, ``summary.csv`` and ``results.json``, and ``log.txt``: the run's log.
+
+The log (the run's header, the data report, one line per epoch, the results table, errors)
+goes to stderr, to ``log.txt`` (appended on ``--resume``) and to ``--log-file`` when given,
+through the ``mmml_core`` logger (:mod:`mmml_core.logs`). stdout holds only the results: the
+table, or with ``--json`` the JSON alone.
 """
 
 from __future__ import annotations
@@ -96,7 +101,16 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
         help="resolve and print the configuration, build every component on the meta "
         "device and validate the dataset; report every problem; train nothing",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (the log still has one line per epoch)",
+    )
+    parser.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help="also append the run's log to PATH (it is always in <run>/log.txt)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDE_HELP)
     get_plugin_manager().hook.mmml_add_cli_options(parser=parser)
 
@@ -168,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
     from mmml_core.runconfig import ConfigErrors, Problem, resolve
 
     pm = get_plugin_manager()
+    from mmml_core.optim import describe_groups
     from mmml_core.validate import check_run, describe_report
 
     layers, problems = _layers(args)
@@ -200,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(checked.resolved(), indent=2))
         print(describe_report(checked.data_report), file=sys.stderr)
+        print(describe_groups(cfg.optim), file=sys.stderr)
         print(
             "mmml-bench: configuration, components and data checked; nothing trained "
             "(parameters: " + ", ".join(f"{k} {v:,}" for k, v in checked.parameters.items()) + ")",
@@ -210,33 +226,58 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(checked: Any, args: argparse.Namespace, pm: Any) -> int:
+    from mmml_core.logs import console
+
+    with console():
+        return _train_logged(checked, args, pm)
+
+
+def _train_logged(checked: Any, args: argparse.Namespace, pm: Any) -> int:
+    """The run, its log going to stderr (set up by :func:`_train`) and, once the run folder
+    is open, to ``<run>/log.txt`` and ``--log-file``."""
+    import logging
+
     from mmml_core.config import ConfigError
     from mmml_core.engine import TrainingDiverged
-    from mmml_core.run import open_run_folder, run_experiment
+    from mmml_core.logs import FILE_ONLY, log_files
+    from mmml_core.run import LOG_NAME, open_run_folder, run_experiment
 
+    log = logging.getLogger("mmml_core.commands.train")
     cfg = checked.config
     try:
-        with open_run_folder(cfg.output.dir, cfg, resume=args.resume) as out:
-            print(
+        with (
+            open_run_folder(cfg.output.dir, cfg, resume=args.resume) as out,
+            log_files(out / LOG_NAME, args.log_file),
+        ):
+            log.info(
                 f"mmml-bench: {cfg.data.dataset} ({cfg.data.kind}), encoders "
                 + ", ".join(f"{m}={s.name}" for m, s in cfg.model.encoders.items())
                 + f", fusion {cfg.model.fusion.name if cfg.model.fusion else 'none'}, "
                 f"heads {','.join(cfg.model.heads)}, loss {cfg.loss.name}, seeds "
-                f"{','.join(map(str, cfg.seeds))} -> {out}",
-                file=sys.stderr,
+                f"{','.join(map(str, cfg.seeds))} -> {out}{' (resumed)' if args.resume else ''}"
             )
-            result = run_experiment(checked, out, resume=args.resume, progress=not args.no_progress)
-    except TrainingDiverged as exc:
-        return _error(str(exc))
-    except (ConfigError, OSError) as exc:
+            try:
+                result = run_experiment(
+                    checked, out, resume=args.resume, progress=not args.no_progress
+                )
+            except (TrainingDiverged, ConfigError, OSError) as exc:
+                log.error(f"mmml-bench: error: {exc}")  # stderr and the log files
+                return 2
+            except KeyboardInterrupt:
+                log.info("interrupted", extra=FILE_ONLY)  # the CLI says it on stderr
+                raise
+            outputs = (
+                f"outputs in {out}/ (summary.md, summary.csv, seed-*/results.json, curve.png, "
+                "best_loss/ and best_acc/ checkpoints, log.txt)"
+            )
+            log.info(result["table"].rstrip("\n"), extra=FILE_ONLY)  # stdout has it, below
+            log.info(outputs, extra=FILE_ONLY)
+    except (ConfigError, OSError) as exc:  # the folder (or --log-file) cannot be used
         return _error(str(exc))
     pm.hook.mmml_report_results(run_dir=str(out), results=result["summary"])
     if args.json:
         print(json.dumps(result["summary"], indent=2))
     else:
         print(result["table"])
-        print(
-            f"outputs in {out}/ (summary.md, summary.csv, seed-*/results.json, curve.png, "
-            "best_loss/ and best_acc/ checkpoints)"
-        )
+        print(outputs)
     return 0

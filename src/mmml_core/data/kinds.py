@@ -1,6 +1,6 @@
 """Dataset kinds: the open registry of dataset formats (entry-point group ``mmml_core.datasets``).
 
-A dataset kind is a class registered like any other component (DESIGN §2); mmml-core's own
+A dataset kind is a class registered like any other component (docs/data.md); mmml-core's own
 ``demo``, ``mosi``, ``mosei`` and ``sims`` come through mmml-core's entry points, the same
 door a third-party kind uses::
 
@@ -285,12 +285,21 @@ class DemoKind(MMSAKind):
     # training from scratch (tiny models from random weights learn far faster than
     # fine-tuning allows, and smaller batches give more steps per epoch to leave their
     # plateau sooner). Fusion gets fewer layers and the fused head is smaller than the
-    # paper's base setup, because the encoders are tiny. "fields" are defaults for fields of
+    # paper's base setup, because the encoders are tiny. An encoder given pretrained weights
+    # (text.checkpoint=DIR) is fine-tuned at pretrained_lr instead: the from-scratch rate
+    # wrecks pretrained weights, and 5e-5 is the usual fine-tuning rate for a small labelled
+    # set (measured here with a MiniLM text encoder). "fields" are defaults for fields of
     # whichever component is chosen, applied only where that component's config has the
     # field (so "layers" reaches a fusion that has layers, and nothing else).
     defaults = {
         "data": {"max_audio_seconds": 6.0},
-        "train": {"lr": 1e-3, "batch_size": 8, "max_epochs": 20, "patience": 8},
+        "train": {
+            "lr": 1e-3,
+            "pretrained_lr": 5e-5,
+            "batch_size": 8,
+            "max_epochs": 20,
+            "patience": 8,
+        },
         "fields": {
             "encoder": {"checkpoint": "random:tiny", "freeze_feature_extractor": False},
             "fusion": {"layers": 2},

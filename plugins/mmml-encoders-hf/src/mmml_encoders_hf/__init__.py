@@ -1,4 +1,4 @@
-"""Hugging Face encoders for mmml (DESIGN §5): ``roberta`` (text), ``data2vec`` and ``hubert``
+"""Hugging Face encoders (docs/encoders.md): ``roberta`` (text), ``data2vec`` and ``hubert``
 (audio), registered through the ``mmml_core.encoders`` entry points.
 
 Importing this package imports nothing heavy; the registry imports an encoder's module the

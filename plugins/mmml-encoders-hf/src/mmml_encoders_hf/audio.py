@@ -6,7 +6,7 @@ a convolutional positional embedding is added, and a transformer encodes the fra
 architecture files (:mod:`mmml_encoders_hf.data2vec`, :mod:`mmml_encoders_hf.hubert`) add the
 parts that differ; this module holds the rest.
 
-What this encoder does, following the appendix and DESIGN §4-5:
+What this encoder does, following the paper's appendix, docs/data.md and docs/encoders.md:
 
 - ``preprocess`` (DataLoader worker): cut every utterance to ``max_seconds``, normalise it to
   zero mean and unit variance over its own samples when the checkpoint's feature-extractor
@@ -64,6 +64,7 @@ from mmml_encoders_hf.checkpoints import (
     LANGUAGES,
     CheckpointError,
     load_hf_model,
+    loads_pretrained,
     reads_weights,
     resolve,
     with_checkpoint,
@@ -79,12 +80,12 @@ NORM_EPS = 1e-7  # variance floor of the authors' (and transformers') per-uttera
 
 @dataclass
 class AudioConfig:
-    # Empty picks the language's default (DESIGN §5); else a hub id, a local directory
+    # Empty picks the language's default (docs/encoders.md); else a hub id, a local directory
     # (from_pretrained / save_pretrained layout) or random:tiny / random:base.
     checkpoint: str = ""
     # English is the paper's MOSI/MOSEI setting; picks the default checkpoint only.
     language: str = "en"
-    # The authors kept at most 6 s (96,000 samples) per utterance (DESIGN §4).
+    # The authors kept at most 6 s (96,000 samples) per utterance (docs/paper.md).
     max_seconds: float = 6.0
     # The authors froze the CNN feature extractor (paper appendix); it also saves most of the
     # activation memory of the audio branch.
@@ -354,6 +355,10 @@ class AudioEncoder(FeatureEncoder):
     @classmethod
     def config_with_assets(cls, config: dict[str, Any], directory: Any) -> dict[str, Any]:
         return with_checkpoint(config, directory)
+
+    @classmethod
+    def loads_pretrained_weights(cls, config: Mapping[str, Any]) -> bool:
+        return loads_pretrained(config)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write weights (safetensors), config and feature-extractor config so that

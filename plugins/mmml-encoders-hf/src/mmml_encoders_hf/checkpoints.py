@@ -1,6 +1,6 @@
 """Where an encoder's weights come from: ``random:<preset>``, a local directory, or a hub id.
 
-Rules (DESIGN §5): never fall back silently. A hub id is used from the local Hugging Face
+Rules (docs/encoders.md): never fall back silently. A hub id is used from the local Hugging Face
 cache when it is there; otherwise it is downloaded only when the hub answers within a few
 seconds. When it cannot be had (offline, unknown id, no network), :class:`CheckpointError`
 says how to bring a local copy.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,14 @@ def reads_weights(source: Source) -> bool:
     return source.kind in ("dir", "hub") and not on_meta_device()
 
 
+def _portable(source: Source) -> str:
+    """What an assets marker records of the original checkpoint: a hub id as it is, a local
+    folder by its name only (no absolute path of this machine goes into a checkpoint)."""
+    if source.kind == "dir":
+        return f"local folder {os.path.basename(os.path.normpath(source.name))!r}"
+    return source.origin or source.name
+
+
 def write_assets_marker(directory: str | os.PathLike[str], source: Source, encoder: str) -> None:
     """Mark ``directory`` (already holding the configs and tokenizer) as an assets directory
     of ``encoder`` whose weights live elsewhere; it records the original checkpoint."""
@@ -91,12 +100,18 @@ def write_assets_marker(directory: str | os.PathLike[str], source: Source, encod
     marker = {
         "format": ASSETS_FORMAT,
         "encoder": encoder,
-        "checkpoint": source.origin or source.name,
+        "checkpoint": _portable(source),
         "weights": "not included: they are in the mmml model checkpoint's weights file",
         "transformers": transformers.__version__,
     }
     text = json.dumps(marker, indent=2) + "\n"
     Path(directory, ASSETS_MARKER).write_text(text, encoding="utf-8")
+
+
+def loads_pretrained(config: Mapping[str, Any]) -> bool:
+    """Whether an encoder config's ``checkpoint`` brings pretrained weights: every checkpoint
+    but an explicit ``random:<preset>`` (the empty default is the language's hub model)."""
+    return not str(config.get("checkpoint") or "").startswith(RANDOM_PREFIX)
 
 
 def with_checkpoint(config: dict[str, Any], directory: str | os.PathLike[str]) -> dict[str, Any]:
@@ -227,6 +242,10 @@ def load_hf_model(
             setattr(hf_config, key, value)
         if not weights:
             return AutoModel.from_config(hf_config, attn_implementation="sdpa", dtype=torch.float32)
+        # transformers' own loading bar would interleave with the run's log; loading is quick
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         model, info = AutoModel.from_pretrained(
             name,
             config=hf_config,

@@ -2,7 +2,7 @@
 
 Paper section 3.1 (Feature Network: "Data2Vec for English") with the appendix's setup: frozen
 CNN feature extractor, fine-tuned transformer; default checkpoint
-``facebook/data2vec-audio-base`` (DESIGN §5). Everything but the two architecture specifics
+``facebook/data2vec-audio-base`` (docs/encoders.md). Everything but the two architecture specifics
 below lives in :mod:`mmml_encoders_hf.audio` (preprocessing, frozen conv stack, frame masks,
 SDPA encoder, masked-mean pooling, padding invariance).
 

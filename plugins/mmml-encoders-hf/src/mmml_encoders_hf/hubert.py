@@ -2,7 +2,7 @@
 
 Paper section 3.1 (Feature Network: "HuBERT for Mandarin") with the appendix's setup: frozen
 CNN feature extractor, fine-tuned transformer; default checkpoint
-``TencentGameMate/chinese-hubert-base`` for Chinese (DESIGN §5) and
+``TencentGameMate/chinese-hubert-base`` for Chinese (docs/encoders.md) and
 ``facebook/hubert-base-ls960`` for English. Everything but the architecture specifics below
 lives in :mod:`mmml_encoders_hf.audio`.
 

@@ -35,6 +35,7 @@ from mmml_encoders_hf.checkpoints import (
     LANGUAGES,
     CheckpointError,
     load_hf_model,
+    loads_pretrained,
     reads_weights,
     resolve,
     with_checkpoint,
@@ -49,15 +50,16 @@ from mmml_encoders_hf.offline_tokenizers import (
 __all__ = ["RobertaEncoder", "TextConfig", "random_text_config"]
 
 
-DEFAULT_CHECKPOINTS = {"en": "roberta-base", "zh": "hfl/chinese-roberta-wwm-ext"}  # DESIGN §5
-DEFAULT_MAX_TOKENS = {"en": 96, "zh": 64}  # the authors' limits (DESIGN §4)
+# the defaults per language: docs/encoders.md
+DEFAULT_CHECKPOINTS = {"en": "roberta-base", "zh": "hfl/chinese-roberta-wwm-ext"}
+DEFAULT_MAX_TOKENS = {"en": 96, "zh": 64}  # the authors' limits (docs/paper.md)
 MODEL_TYPES = ("roberta", "bert")
 MAX_POSITIONS = 512  # both architectures embed at most 512 positions
 
 
 @dataclass
 class TextConfig:
-    # Empty picks the language's default (DESIGN §5); else a hub id, a local directory
+    # Empty picks the language's default (docs/encoders.md); else a hub id, a local directory
     # (from_pretrained / save_pretrained layout) or random:tiny / random:base.
     checkpoint: str = ""
     # English is the paper's MOSI/MOSEI setting; "zh" (CH-SIMS) switches the default checkpoint
@@ -203,6 +205,10 @@ class RobertaEncoder(FeatureEncoder):
     @classmethod
     def config_with_assets(cls, config: dict[str, Any], directory: Any) -> dict[str, Any]:
         return with_checkpoint(config, directory)
+
+    @classmethod
+    def loads_pretrained_weights(cls, config: Mapping[str, Any]) -> bool:
+        return loads_pretrained(config)
 
 
 def _load_pretrained(name: str, load_kwargs: dict[str, Any], weights: bool) -> tuple[Any, Any]:
