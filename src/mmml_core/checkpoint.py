@@ -1,5 +1,5 @@
 """Model checkpoints: safetensors weights + a JSON config, one directory, never pickle
-(DESIGN §8).
+(docs/training.md#model-checkpoints-and-prediction).
 
 ``config.json`` names every component by registry name with its full config and the
 distribution (and version) that provided it, so a checkpoint says exactly what built it and
@@ -65,6 +65,22 @@ class CheckpointError(ValueError):
     """A checkpoint directory that cannot be read; the message names the file."""
 
 
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
+def _normal_permissions(path: Path) -> None:
+    """Give a file or a folder tree made by ``tempfile`` (which makes them private: 0600 and
+    0700) the permissions of any file the user creates (0666 and 0777 less the umask)."""
+    mask = _umask()
+    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for p in paths:
+        if not p.is_symlink():
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new file, never half."""
     path = Path(path)
@@ -72,6 +88,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    _normal_permissions(Path(tmp))
     os.replace(tmp, path)
 
 
@@ -93,6 +110,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
         yield tmp
+        _normal_permissions(tmp)
         old = path.with_name(f".{path.name}.old")
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -150,6 +168,16 @@ def _save_assets(model: MultimodalModel, root: Path) -> dict[str, str]:
     return assets
 
 
+def _point_at_assets(config: dict[str, Any], assets: Mapping[str, str]) -> None:
+    """Record each encoder that saved assets as rebuilt from them (a folder relative to the
+    checkpoint), not from where it was first loaded: no absolute path of this machine stays
+    in the checkpoint, and a moved or copied checkpoint folder still loads."""
+    for modality, relative in assets.items():
+        encoder = config["model"]["encoders"][modality]
+        cls = registry.load("encoder", encoder["name"])
+        encoder["config"] = dict(cls.config_with_assets(dict(encoder["config"]), relative))
+
+
 def save_model(
     model: MultimodalModel, directory: str | Path, extra: dict[str, Any] | None = None
 ) -> Path:
@@ -173,6 +201,7 @@ def save_model(
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         config["weights_sha256"] = file_sha256(tmp / WEIGHTS)
         config["assets"] = _save_assets(model, tmp)
+        _point_at_assets(config, config["assets"])
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
     return directory
 

@@ -1,4 +1,4 @@
-"""Name -> component registries, discovered from installed distributions (DESIGN §2).
+"""Name -> component registries, discovered from installed distributions (docs/architecture.md).
 
 One entry-point group per kind (:data:`GROUPS`); entry name = registry name, value =
 ``package.module:Class``. Built-ins are registered by ``mmml-core``'s own entry points, the
@@ -18,6 +18,7 @@ This module does not import torch.
 
 from __future__ import annotations
 
+import difflib
 import importlib.machinery
 import importlib.metadata as metadata
 import os
@@ -31,6 +32,7 @@ from mmml_core.config import ConfigError, build_config, describe_fields
 __all__ = [
     "AUTOLOAD_ENV",
     "CORE_DISTRIBUTION",
+    "FIRST_PARTY",
     "GROUPS",
     "KINDS",
     "PLUGINS_ENV",
@@ -42,6 +44,7 @@ __all__ = [
     "info",
     "list",
     "load",
+    "provider_hint",
     "register",
     "reset",
 ]
@@ -58,6 +61,19 @@ HOOK_GROUP = "mmml_core.plugins"
 AUTOLOAD_ENV = "MMML_DISABLE_PLUGIN_AUTOLOAD"
 PLUGINS_ENV = "MMML_PLUGINS"
 CORE_DISTRIBUTION = "mmml-core"
+
+#: Where each first-party component comes from, so that a missing one can be named with the
+#: distribution to install. Third-party components are found through entry points only; a
+#: test checks this index against the plugins' own entry points.
+FIRST_PARTY: dict[tuple[str, str], str] = {
+    ("encoder", "roberta"): "mmml-encoders-hf",
+    ("encoder", "data2vec"): "mmml-encoders-hf",
+    ("encoder", "hubert"): "mmml-encoders-hf",
+    ("encoder", "opensmile"): "mmml-audio-opensmile",
+    ("encoder", "mel"): "mmml-audio-mel",
+    ("fusion", "cross_attn"): "mmml-fusion-transformer",
+    ("fusion", "tfn"): "mmml-fusion-tfn",
+}
 
 _list = list  # ``list`` is part of the public API below
 
@@ -237,9 +253,32 @@ def _entry(kind: str, name: str) -> _Entry:
     _check_kind(kind)
     entries = _all()[kind]
     if name not in entries:
-        available = ", ".join(list(kind)) or "(none)"
-        raise UnknownComponentError(f"no {kind} named {name!r}; available {kind}s: {available}")
+        names = list(kind)
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else provider_hint(kind, name)
+        plural = "losses" if kind == "loss" else f"{kind}s"
+        raise UnknownComponentError(
+            f"no {kind} named {name!r}{hint}; available {plural}: {', '.join(names) or '(none)'}"
+        )
     return entries[name]
+
+
+def provider_hint(kind: str, name: str) -> str:
+    """For a first-party name that is not registered here: which distribution provides it,
+    and why it is not loaded (not installed, or left out by the autoload switch)."""
+    dist = FIRST_PARTY.get((kind, name))
+    if dist is None:
+        return ""
+    try:
+        metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        return f" (it is provided by {dist}: pip install {dist})"
+    if not _allowed(dist):
+        return (
+            f" ({dist} is installed but not loaded: {AUTOLOAD_ENV} is set; add {dist} to "
+            f"{PLUGINS_ENV} to load it)"
+        )
+    return f" ({dist} is installed but does not register it; reinstall {dist})"
 
 
 def load(kind: str, name: str) -> Any:
