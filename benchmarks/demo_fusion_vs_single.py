@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mmml_core.logs import console
 from mmml_core.run import ComparisonRow, load_config_file, preset_path, run_comparison
 
 
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ComparisonRow("(d) cross_attn, multi-loss", base),
     ]
-    table, results = run_comparison(rows, Path(args.out))
+    with console():  # each run's log on stderr (and in its log.txt), as mmml-bench does
+        table, results = run_comparison(rows, Path(args.out))
     print(table)
     acc = {label: r["aggregate"]["best_loss"][r["head"]]["Acc2"][0] for label, r in results.items()}
     best_single = max(acc["(a) text only"], acc["(b) audio only"])

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mmml_core.logs import console
 from mmml_core.run import ComparisonRow, load_config_file, preset_path, resolve, run_comparison
 
 
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"heads {','.join(cfg.model.heads)}; reports {row.head}; seeds {cfg.seeds}"
             )
         return 0
-    table, _ = run_comparison(rows, out)
+    with console():  # each run's log on stderr (and in its log.txt), as mmml-bench does
+        table, _ = run_comparison(rows, out)
     print(f"Table {args.table} on {args.dataset}\n")
     print(table)
     return 0

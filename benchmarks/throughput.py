@@ -1,4 +1,4 @@
-"""Training-step throughput of MMML (DESIGN §11), measured, never asserted in tests.
+"""Training-step throughput of MMML (docs/training.md), measured, never asserted in tests.
 
     python benchmarks/throughput.py                    # base sizes on CUDA if available
     python benchmarks/throughput.py --preset tiny      # random:tiny encoders, for a CPU check

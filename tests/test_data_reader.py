@@ -1,4 +1,4 @@
-"""The MMSA-layout reader on real folders made by the tests (DESIGN §4)."""
+"""The MMSA-layout reader on real folders made by the tests (docs/data.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metrics of DESIGN §9; every expected value below was computed by hand (working shown)."""
+"""Metrics of docs/metrics.md; every expected value below was computed by hand (working shown)."""
 
 from __future__ import annotations
 

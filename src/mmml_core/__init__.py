@@ -1,6 +1,6 @@
 """mmml-core: interfaces, registries, data, metrics and the training harness of mmml.
 
-``from mmml_core import registry`` is the one registry API (DESIGN §2). Importing this
+``from mmml_core import registry`` is the one registry API (docs/architecture.md). Importing this
 package does not import torch; the submodules that need it do.
 """
 

@@ -1,4 +1,4 @@
-"""``mmml-bench``: the harness's command line (DESIGN §10).
+"""``mmml-bench``: the harness's command line (docs/architecture.md#the-command-line).
 
 ``mmml-bench [train options]`` trains and evaluates one combination; the other verbs are
 subcommands. Each subcommand lives in its own module, imported only when it runs, so
@@ -28,6 +28,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "extract-audio": (
         "mmml_core.data.extract",
         "extract 16 kHz mono WAV from a dataset's Raw/*.mp4",
+    ),
+    "new-plugin": (
+        "mmml_core.commands.new_plugin",
+        "write a new encoder, fusion, head or loss plugin package from a template",
     ),
 }
 

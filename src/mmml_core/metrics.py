@@ -1,4 +1,4 @@
-"""Regression metrics exactly as the multimodal sentiment field computes them (DESIGN §9).
+"""Regression metrics exactly as the multimodal sentiment field computes them (docs/metrics.md).
 
 ``regression_metrics(pred, label, scheme)`` returns plain floats, accuracies and F1 as
 fractions in [0, 1]; tables show those ×100 (:data:`PERCENT_KEYS`, :func:`to_table_units`).

@@ -1,4 +1,4 @@
-"""The model assembly of DESIGN §3: encoders + fusion + fused head + subnet heads.
+"""The model assembly: encoders + fusion + fused head + subnet heads (docs/architecture.md).
 
 A :class:`ModelSpec` names every part by registry name with its config; :func:`build_model`
 turns it into a :class:`MultimodalModel`. The spec is plain JSON, which is what a checkpoint

@@ -1,4 +1,4 @@
-"""Contract tests every component must pass (DESIGN §2), for first- and third-party plugins.
+"""Contract tests every component must pass, first- or third-party (docs/architecture.md).
 
 Subclass the contract for your kind in a pytest module and name the component::
 

@@ -1,5 +1,5 @@
-"""Tests of the ``cross_attn`` fusion: contract, an independent computation of DESIGN §6's
-formulas over the module's own weights, the hand-derived parameter count, config errors."""
+"""Tests of the ``cross_attn`` fusion: contract, an independent computation of the formulas
+of docs/fusion.md over the module's own weights, the hand-derived parameter count, config errors."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class TestContractTransformerCls(FusionContract):
     config = {**TINY, "variant": "transformer", "transformer_pool": "cls"}
 
 
-# ------------------------------------------------- independent computation of DESIGN §6
+# --------------------------------------------- independent computation of docs/fusion.md
 # Written from the formulas, not from the module: explicit x @ W.T + b, a loop over heads,
 # -inf on masked keys, softmax, LayerNorm from its definition. Only the weights are shared.
 

@@ -1,4 +1,4 @@
-"""The README's Python examples run (docs that run, STYLE.md)."""
+"""The README's Python examples run (docs that run)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Prediction heads (DESIGN §7).
+"""Prediction heads (docs/architecture.md#heads-losses-and-multi-loss).
 
 ``mlp``: the fused head, the paper's three fully connected layers (section 3.2).
 ``linear``: a subnet head on one encoder's pooled vector (section 3.3, Fig. 1 green part).
@@ -20,7 +20,7 @@ class MLPHeadConfig:
     in_dim: int  # fused feature width, from the fusion
     hidden: int = 768  # H of the base encoders, as in the authors' code
     hidden2: int = 512  # second layer width of the paper's three-layer head
-    dropout: float = 0.3  # the fusion network's dropout (DESIGN §6)
+    dropout: float = 0.3  # the fusion network's dropout (docs/fusion.md)
 
 
 class MLPHead(Head):

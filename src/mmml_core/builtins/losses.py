@@ -1,4 +1,4 @@
-"""Losses ``l1`` and ``mse`` with the multi-loss combination of DESIGN §7.
+"""Losses ``l1`` and ``mse`` and their multi-loss combination (docs/architecture.md).
 
 total = Σ_h w_h · criterion(pred_h, target_h) over the heads named in ``weights``. The paper's
 text says L2 (appendix A.1); the authors' code trains with L1; both are here and each recipe

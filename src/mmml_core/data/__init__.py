@@ -1,4 +1,4 @@
-"""Datasets in the MMSA layout, audio I/O, batching and the bundled demo set (DESIGN §4).
+"""Datasets in the MMSA layout, audio I/O, batching and the bundled demo set (docs/data.md).
 
 Submodules: ``kinds`` (dataset kinds, registered under the entry-point group
 ``mmml_core.datasets``), ``reader`` (the MMSA layout, ``load_dataset``), ``audio``

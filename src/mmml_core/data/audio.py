@@ -1,4 +1,4 @@
-"""Audio file I/O for the datasets (DESIGN §4): soundfile reads, torchaudio resamples.
+"""Audio file I/O for the datasets (docs/data.md): soundfile reads, torchaudio resamples.
 
 Every audio item the rest of mmml sees is a 1-D float32 NumPy array of 16 kHz mono samples.
 Files may be in any format soundfile reads (WAV, FLAC, Ogg Vorbis/Opus, ...); several

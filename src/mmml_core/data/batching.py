@@ -1,4 +1,4 @@
-"""Turning dataset items into model batches, and a length-bucketed batch sampler (DESIGN §4).
+"""Turning dataset items into model batches, and a length-bucketed batch sampler (docs/data.md).
 
 Padding is the encoders' job: ``FeatureEncoder.preprocess`` pads each modality to the
 longest item of the batch and builds its exact masks. This module only gathers each

@@ -1,4 +1,4 @@
-"""Generator of the bundled ``demo`` dataset (DESIGN §4); see ``data/demo/README.md``.
+"""Generator of the bundled ``demo`` dataset (docs/data.md); see ``data/demo/README.md``.
 
     python -m mmml_core.data.make_demo --out src/mmml_core/data/demo --seed 0
 

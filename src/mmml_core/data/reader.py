@@ -1,4 +1,4 @@
-"""Reader for datasets in the MMSA layout: MOSI, MOSEI, CH-SIMS and the bundled demo (DESIGN §4).
+"""Reader for datasets in the MMSA layout: MOSI, MOSEI, CH-SIMS and the bundled demo (docs/data.md).
 
 Layout::
 
@@ -62,7 +62,7 @@ __all__ = [
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
-#: The authors' token limits per text language (DESIGN §4); text encoders read these as
+#: The authors' token limits per text language (docs/paper.md); text encoders read these as
 #: their default ``max_length``.
 DEFAULT_MAX_TEXT_TOKENS: dict[str, int] = {"en": 96, "zh": 64}
 

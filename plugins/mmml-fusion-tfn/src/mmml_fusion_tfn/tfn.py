@@ -1,5 +1,6 @@
 """``tfn``: tensor fusion (Zadeh et al., 2017, "Tensor Fusion Network for Multimodal Sentiment
-Analysis"; the MMML paper cites it in sections 1-2 as the outer-product baseline), DESIGN §6.
+Analysis"; the MMML paper cites it in sections 1-2 as the outer-product baseline);
+see docs/fusion.md#tfn-tensor-fusion.
 
 Each modality's pooled vector is projected to ``proj_dim`` and extended with a constant 1;
 the outer product of the extended vectors over the modalities (2 or 3) holds every unimodal
@@ -45,7 +46,7 @@ class TensorFusionConfig:
     # visual sub-networks were 32 wide
     proj_dim: int = 32
     hidden: int = 128  # post-fusion MLP width, TFN's post-fusion layers were this size
-    dropout: float = 0.3  # on the product, like the other fusions' dropout (DESIGN §6)
+    dropout: float = 0.3  # on the product, like the other fusions' dropout (docs/fusion.md)
 
     def __post_init__(self) -> None:
         dims = dict(self.input_dims)

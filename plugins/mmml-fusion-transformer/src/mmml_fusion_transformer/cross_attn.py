@@ -1,7 +1,7 @@
 """``cross_attn``: the MMML fusion network (Wu et al., "Multi-Modality Multi-Loss Fusion
 Network", section 3.2 and Fig. 1; the two variants of section 3.4 and Table 6).
 
-Specification: DESIGN §6. A learned CLS vector is prepended to each modality's sequence (its
+Specification: docs/fusion.md. A learned CLS vector is prepended to each modality's sequence (its
 mask gets a leading keep), then ``layers`` identical (but not weight-shared) layers run, each,
 for the text sequence L and the audio sequence A::
 
@@ -90,8 +90,8 @@ class CrossAttentionFusionConfig:
     # None: chosen from the width by :func:`default_heads` (12 for 768, 16 for 1024, 4 for 64)
     heads: int | None = None
     layers: int = 5  # the paper (appendix A.1) found 5 fusion layers best
-    dropout: float = 0.3  # on every residual branch (hidden dropout), DESIGN §6
-    attention_dropout: float = 0.3  # on the attention probabilities, DESIGN §6
+    dropout: float = 0.3  # on every residual branch (hidden dropout), docs/fusion.md
+    attention_dropout: float = 0.3  # on the attention probabilities, docs/fusion.md
     layer_norm_eps: float = 1e-12  # the BERT/RoBERTa value, matching the text encoder
     variant: str = "fused"  # fused | concat | transformer (paper section 3.4, Table 6)
     # transformer variant only: the paper says "transformer encoders" (plural); 2 is the
