@@ -261,3 +261,107 @@ def test_default_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("MMML_CACHE_DIR")
     fresh = registry.create("encoder", "opensmile", feature_set="eGeMAPSv02", **TINY)
     assert fresh.feature_cache.root == Path.home() / ".cache" / "mmml" / "opensmile"
+
+
+# ---------------------------------------------------------------------------------- deltas
+#: the ComParE LLDs whose deltas openSMILE takes only within runs of non-zero values
+#: (``onlyInSegments``); every other delta is the plain +-2 frame regression
+SEGMENT_DELTAS = (
+    "F0final_sma",
+    "voicingFinalUnclipped_sma",
+    "jitterLocal_sma",
+    "jitterDDP_sma",
+    "shimmerLocal_sma",
+    "logHNR_sma",
+)
+
+
+def delta_regression(x: np.ndarray, window: int = 2) -> np.ndarray:
+    """``sum_k k * (x[t+k] - x[t-k]) / (2 * sum_k k^2)`` along axis 0, edge rows repeated."""
+    padded = np.pad(x, ((window, window), (0, 0)), mode="edge")
+    n = x.shape[0]
+    num = sum(
+        k * (padded[window + k : window + k + n] - padded[window - k : window - k + n])
+        for k in range(1, window + 1)
+    )
+    return num / (2 * sum(k * k for k in range(1, window + 1)))
+
+
+def test_deltas_are_the_llds_then_their_deltas() -> None:
+    """deltas=True: 130 columns = the 65 LLDs of deltas=False, then openSMILE's ``lld_de``."""
+    t = np.arange(SR) / SR
+    wave = tone(1.0, pitch=140.0) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)).astype(np.float32)
+    n = frame_count(wave.size, 0.06, 0.02)  # 48
+    plain = registry.create("encoder", "opensmile", cache=False, **TINY)
+    both = registry.create("encoder", "opensmile", cache=False, deltas=True, **TINY)
+    assert (plain.num_features, both.num_features) == (65, 130)
+    assert both.input_proj.in_features == 130 and both.feature_mean.shape == (130,)
+    lld = plain.preprocess([wave])["features"][0].numpy()
+    feats = both.preprocess([wave])["features"][0].numpy()
+    assert lld.shape == (n, 65) and feats.shape == (n, 130) and np.isfinite(feats).all()
+    np.testing.assert_array_equal(feats[:, :65], lld)
+
+    # the last 65 columns are FeatureLevel.LowLevelDescriptors_Deltas on the same patched config
+    conf = str(patched_config("ComParE_2016", 0.06, 0.02))
+    smile_de = opensmile.Smile(
+        feature_set=conf, feature_level=opensmile.FeatureLevel.LowLevelDescriptors_Deltas
+    )
+    np.testing.assert_array_equal(feats[:, 65:], smile_de(wave, SR)[0].T[:n].astype(np.float32))
+    assert not np.allclose(feats[:, 65:], feats[:, :65])
+
+    # and by hand: the +-2 frame regression over openSMILE's whole LLD output (its partial
+    # end-of-input row included, edge rows repeated), for all but the six segment-wise deltas
+    smile = opensmile.Smile(feature_set=conf, feature_level="lld")
+    names = list(smile.feature_names)
+    assert [f"{name}_de" for name in SEGMENT_DELTAS] == list(smile_de.feature_names)[:6]
+    plain_cols = [i for i, name in enumerate(names) if name not in SEGMENT_DELTAS]
+    assert len(plain_cols) == 59
+    raw = smile(wave, SR)[0].T.astype(np.float64)  # (rows >= n, 65)
+    expected = delta_regression(raw)[:n, plain_cols]
+    got = feats[:, 65:][:, plain_cols].astype(np.float64)
+    scale = np.abs(expected).max(axis=0)  # per column; a few (roll-offs of a tone) are 0
+    assert (scale > 0).sum() >= 50  # the regression has something to match
+    unit = np.where(scale > 0, scale, 1.0)
+    np.testing.assert_allclose(got / unit, expected / unit, rtol=0, atol=1e-4)
+
+
+class TestOpenSmileDeltasContract(TestOpenSmileContract):
+    """The contract with ComParE_2016 LLDs + deltas (130 inputs), cache on in a temp dir."""
+
+    def component_config(self) -> dict:
+        return {**super().component_config(), "feature_set": "ComParE_2016", "deltas": True}
+
+    def test_statistics_cover_all_130_columns(self) -> None:
+        enc = self.ready()
+        assert config_dict(enc)["deltas"] is True
+        items = self.raw_items("audio")
+        frames = np.concatenate([enc.clip_features(w) for w in items]).astype(np.float64)
+        assert frames.shape[1] == 130 and int(enc.fit_frames) == frames.shape[0]
+        std = frames.std(axis=0)
+        std[std < 1e-8] = 1.0
+        np.testing.assert_allclose(enc.feature_mean.numpy(), frames.mean(axis=0), rtol=1e-5)
+        np.testing.assert_allclose(enc.feature_std.numpy(), std, rtol=1e-4)
+        # a checkpoint of the 130-input encoder does not load into a 65-input one
+        plain = registry.create("encoder", "opensmile", **{**config_dict(enc), "deltas": False})
+        with pytest.raises(RuntimeError, match="size mismatch"):
+            plain.load_state_dict(enc.state_dict())
+
+
+def test_deltas_get_their_own_cache_entries(tmp_path: Path) -> None:
+    items = [tone(0.3)]
+    cfg = {**TINY, "cache_dir": str(tmp_path)}
+    registry.create("encoder", "opensmile", **cfg).preprocess(items)
+    both = registry.create("encoder", "opensmile", deltas=True, **cfg)
+    assert both.preprocess(items)["features"].shape[-1] == 130
+    assert (both.feature_cache.stats.hits, both.feature_cache.stats.misses) == (0, 1)
+    assert sorted(np.load(p).shape[1] for p in tmp_path.rglob("*.npy")) == [65, 130]
+    again = registry.create("encoder", "opensmile", deltas=True, **cfg)
+    again.preprocess(items)
+    assert (again.feature_cache.stats.hits, again.feature_cache.stats.misses) == (1, 0)
+
+
+def test_deltas_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match="no deltas"):
+        registry.create("encoder", "opensmile", feature_set="eGeMAPSv02", deltas=True)
+    with pytest.raises(ConfigError, match="feature_level"):
+        registry.create("encoder", "opensmile", feature_level="lld_de", deltas=True)

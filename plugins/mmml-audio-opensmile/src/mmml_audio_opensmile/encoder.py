@@ -4,7 +4,8 @@ The paper's openSMILE baseline of Table 2: frame-level ComParE_2016 descriptors 
 0.06 s frames every 0.02 s, z-scored with training-split statistics, then "Transformer models,
 incorporating between 2 and 4 encoder layers complemented with positional encoding", with "a
 feed-forward layer ... added to process feature embeddings in the CLS token of the final
-transformer encoder".
+transformer encoder". The paper names no feature set: ComParE_2016 is the choice of the
+authors' code, which feeds the 65 LLDs together with their 65 deltas (``deltas=True`` here).
 
 Letters in shape comments: B batch, T frames (padded), F descriptors per frame, D model width.
 
@@ -12,7 +13,8 @@ Pipeline:
 
 - ``preprocess`` (DataLoader worker): openSMILE LLDs per clip (from the disk cache when
   present, see :mod:`mmml_audio_opensmile.features`), padded with zeros to the longest clip;
-  returns ``features (B, T, F)`` and ``mask (B, T)``.
+  returns ``features (B, T, F)`` and ``mask (B, T)``. F = 65 for ComParE_2016, 130 with
+  ``deltas`` (the 65 LLDs, then their 65 deltas), 25 for eGeMAPSv02.
 - ``forward``: z-score with the buffers ``feature_mean``/``feature_std`` (computed by
   :meth:`OpenSmileEncoder.fit` on the training split, saved in the state dict), linear
   projection F -> D, a learned CLS vector prepended, fixed sinusoidal positions (CLS at
@@ -45,7 +47,7 @@ from mmml_audio_opensmile.features import (
     frame_samples,
     settings_tag,
 )
-from mmml_audio_opensmile.smile_config import FEATURE_DIMS, FEATURE_SETS
+from mmml_audio_opensmile.smile_config import DELTAS_LEVEL, FEATURE_DIMS, FEATURE_SETS, feature_dim
 from mmml_core.interfaces import EncoderOutput, FeatureEncoder
 
 __all__ = ["OpenSmileEncoder", "OpenSmileEncoderConfig", "sinusoidal_positions"]
@@ -53,10 +55,14 @@ __all__ = ["OpenSmileEncoder", "OpenSmileEncoderConfig", "sinusoidal_positions"]
 
 @dataclass
 class OpenSmileEncoderConfig:
-    # the paper's Table 2 feature set; "eGeMAPSv02" (25 LLDs) is the small alternative
+    # the feature set of the authors' code (the paper names none); "eGeMAPSv02" (25 LLDs) is
+    # the small alternative
     feature_set: str = "ComParE_2016"
-    # openSMILE output level: "lld" (descriptors) or "lld_de" (their deltas, ComParE only)
+    # openSMILE output level: "lld" (descriptors) or "lld_de" (their deltas only, ComParE only)
     feature_level: str = "lld"
+    # append the deltas (level "lld_de") to the LLDs: 65 + 65 = 130 columns for ComParE_2016,
+    # as the authors' code does; needs feature_level "lld" and a set with deltas (ComParE)
+    deltas: bool = False
     # paper appendix A.2: 0.06 s frames ...
     frame_seconds: float = 0.06
     # ... every 0.02 s (openSMILE's own default is 0.01 s)
@@ -86,6 +92,13 @@ class OpenSmileEncoderConfig:
             raise ValueError(
                 f"feature_level {self.feature_level!r} is not available for "
                 f"{self.feature_set}; choose from {levels}"
+            )
+        if self.deltas and (self.feature_set, DELTAS_LEVEL) not in FEATURE_DIMS:
+            raise ValueError(f"deltas=True: {self.feature_set} has no deltas (ComParE_2016 has)")
+        if self.deltas and self.feature_level != "lld":
+            raise ValueError(
+                f"deltas=True appends {DELTAS_LEVEL!r} to the LLDs and needs feature_level "
+                f"'lld', not {self.feature_level!r}"
             )
         if not (self.frame_seconds > 0 and self.step_seconds > 0):
             raise ValueError("frame_seconds and step_seconds must be positive")
@@ -118,7 +131,7 @@ class OpenSmileEncoder(FeatureEncoder):
     def __init__(self, config: OpenSmileEncoderConfig) -> None:
         super().__init__(config)
         c = config
-        self.num_features = FEATURE_DIMS[(c.feature_set, c.feature_level)]  # F
+        self.num_features = feature_dim(c.feature_set, c.feature_level, c.deltas)  # F
         self.register_buffer("feature_mean", torch.zeros(self.num_features))
         self.register_buffer("feature_std", torch.ones(self.num_features))
         # frames the statistics were computed from; 0 = fit() never ran (forward refuses)
@@ -165,7 +178,9 @@ class OpenSmileEncoder(FeatureEncoder):
         if self._cache is None:
             c = self.config
             root = c.cache_dir or default_cache_dir()
-            tag = settings_tag(c.feature_set, c.feature_level, c.frame_seconds, c.step_seconds)
+            tag = settings_tag(
+                c.feature_set, c.feature_level, c.frame_seconds, c.step_seconds, c.deltas
+            )
             self._cache = FeatureCache(root, tag)
         return self._cache
 
@@ -179,7 +194,9 @@ class OpenSmileEncoder(FeatureEncoder):
             hit = cache.load(key)
             if hit is not None:
                 return hit
-        feats = extract_lld(x, c.feature_set, c.feature_level, c.frame_seconds, c.step_seconds)
+        feats = extract_lld(
+            x, c.feature_set, c.feature_level, c.frame_seconds, c.step_seconds, c.deltas
+        )
         if cache is not None:
             cache.save(key, feats)
         return feats

@@ -7,10 +7,19 @@ and for ``lld_de`` the delta regression's flush, all stamped with the last frame
 are dropped so that every row is a full frame on the grid. Clips shorter than one frame are
 zero-padded to one frame.
 
+Deltas: with ``deltas=True`` the rows are the LLDs followed by their deltas (ComParE_2016:
+65 + 65 = 130 columns), read from one openSMILE run of the level ``"lld;lld_de"`` (see
+:func:`~mmml_audio_opensmile.smile_config.output_level`). openSMILE's delta of frame t is the
+regression ``sum_k k * (x[t+k] - x[t-k]) / (2 * sum_k k^2)``, k = 1, 2, over the smoothed LLDs of
+its whole output (the first and last rows repeated at the edges; the last retained frames
+therefore also see the partial end-of-input row); for the six pitch and voice-quality LLDs
+(F0, voicing, two jitters, shimmer, HNR) only within runs of non-zero values (openSMILE's
+``onlyInSegments``), so those six are not that plain regression.
+
 Cache: one ``.npy`` file per clip under ``<cache_dir>/<key[:2]>/<key>.npy``, where the key is a
 SHA-256 of the waveform's float32 bytes and of everything that changes the features: feature
-set, output level, frame size, frame step, the ``opensmile`` version and this module's
-:data:`CACHE_FORMAT`. Files are written atomically (temporary file + rename), so parallel
+set, output level (``lld;lld_de`` with deltas), frame size, frame step, the ``opensmile``
+version and this module's :data:`CACHE_FORMAT`. Files are written atomically (temporary file + rename), so parallel
 DataLoader workers and killed runs never leave a half-written entry.
 """
 
@@ -26,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from mmml_audio_opensmile.smile_config import FEATURE_DIMS, patched_config
+from mmml_audio_opensmile.smile_config import feature_dim, output_level, patched_config
 
 __all__ = [
     "CACHE_FORMAT",
@@ -70,29 +79,38 @@ def _to_pcm_range(wave: Any) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _smile(feature_set: str, feature_level: str, frame_seconds: float, step_seconds: float) -> Any:
+def _smile(feature_set: str, level: str, frame_seconds: float, step_seconds: float) -> Any:
+    """openSMILE on the patched config, reading ``level`` (an output level such as ``"lld"``,
+    or ``;``-separated levels side by side)."""
     import opensmile
 
     conf = patched_config(feature_set, frame_seconds, step_seconds)
-    return opensmile.Smile(feature_set=str(conf), feature_level=feature_level)
+    return opensmile.Smile(feature_set=str(conf), feature_level=level)
 
 
 def extract_lld(
-    wave: Any, feature_set: str, feature_level: str, frame_seconds: float, step_seconds: float
+    wave: Any,
+    feature_set: str,
+    feature_level: str,
+    frame_seconds: float,
+    step_seconds: float,
+    deltas: bool = False,
 ) -> np.ndarray:
-    """Low-level descriptors of one 16 kHz clip, ``(frames, features)`` float32."""
+    """Low-level descriptors of one 16 kHz clip, ``(frames, features)`` float32; with
+    ``deltas`` the LLDs then their deltas (``lld_de``), ``(frames, 2 * LLDs)``."""
     x = _to_pcm_range(wave)
     size = frame_samples(frame_seconds)
     if x.size < size:
         x = np.pad(x, (0, size - x.size))
-    smile = _smile(feature_set, feature_level, float(frame_seconds), float(step_seconds))
+    level = output_level(feature_level, deltas)
+    smile = _smile(feature_set, level, float(frame_seconds), float(step_seconds))
     y = smile(x[None, :], SAMPLE_RATE)  # (1, F, rows)
     feats = np.ascontiguousarray(y[0].T, dtype=np.float32)  # (rows, F)
     n = frame_count(x.size, frame_seconds, step_seconds)
-    want = FEATURE_DIMS[(feature_set, feature_level)]
+    want = feature_dim(feature_set, feature_level, deltas)
     if feats.shape[1] != want or feats.shape[0] < n:
         raise RuntimeError(
-            f"openSMILE returned {feats.shape} for {feature_set}/{feature_level} on "
+            f"openSMILE returned {feats.shape} for {feature_set}/{level} on "
             f"{x.size} samples; expected at least {n} frames of {want} descriptors"
         )
     feats = feats[:n]  # (n, F): drop the end-of-input flush rows
@@ -102,14 +120,20 @@ def extract_lld(
 
 
 def settings_tag(
-    feature_set: str, feature_level: str, frame_seconds: float, step_seconds: float
+    feature_set: str,
+    feature_level: str,
+    frame_seconds: float,
+    step_seconds: float,
+    deltas: bool = False,
 ) -> str:
-    """Everything besides the waveform that the cached features depend on."""
+    """Everything besides the waveform that the cached features depend on (the deltas enter as
+    the level read, ``lld;lld_de``, so entries without deltas keep their keys)."""
     import opensmile
 
+    level = output_level(feature_level, deltas)
     return (
         f"opensmile={opensmile.__version__}|format={CACHE_FORMAT}|set={feature_set}|"
-        f"level={feature_level}|frame={float(frame_seconds)!r}|step={float(step_seconds)!r}"
+        f"level={level}|frame={float(frame_seconds)!r}|step={float(step_seconds)!r}"
     )
 
 

@@ -29,9 +29,12 @@ import tempfile
 from pathlib import Path
 
 __all__ = [
+    "DELTAS_LEVEL",
     "FEATURE_DIMS",
     "FEATURE_SETS",
     "PatchError",
+    "feature_dim",
+    "output_level",
     "patch_framers",
     "patched_config",
     "shipped_config_root",
@@ -51,6 +54,28 @@ FEATURE_DIMS: dict[tuple[str, str], int] = {
     ("ComParE_2016", "lld_de"): 65,
     ("eGeMAPSv02", "lld"): 25,
 }
+
+#: openSMILE's level of the LLD deltas (``opensmile.FeatureLevel.LowLevelDescriptors_Deltas``)
+DELTAS_LEVEL = "lld_de"
+
+
+def output_level(feature_level: str, deltas: bool = False) -> str:
+    """The openSMILE level to read: ``feature_level``, or with ``deltas`` that level followed by
+    :data:`DELTAS_LEVEL` (``"lld;lld_de"``).
+
+    An openSMILE reader given ``;``-separated levels joins them column-wise, frame by frame (the
+    feature-set configs build ``lld`` and ``lld_de`` themselves that way with ``cVectorConcat``),
+    so one run yields the LLDs and their deltas side by side, row i of both being frame i: the
+    same numbers as two runs with ``feature_level="lld"`` and ``"lld_de"``, at the cost of one.
+    """
+    return f"{feature_level};{DELTAS_LEVEL}" if deltas else feature_level
+
+
+def feature_dim(feature_set: str, feature_level: str, deltas: bool = False) -> int:
+    """Columns per frame of :func:`output_level` (``KeyError`` for an unavailable level)."""
+    width = FEATURE_DIMS[(feature_set, feature_level)]
+    return width + FEATURE_DIMS[(feature_set, DELTAS_LEVEL)] if deltas else width
+
 
 _SECTION = re.compile(r"^\s*\[([^\]:]+):(\w+)\]")
 _FRAME_KEY = re.compile(r"^(\s*)(frameSize|frameStep)(\s*=\s*)(\S+)(.*)$")
