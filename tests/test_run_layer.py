@@ -105,8 +105,10 @@ def test_dry_run_reports_every_problem_at_once():
     for key in ("audio [set by audio.checkpoint=random:huge]", "train.lr [set by train.lr=nan]"):
         assert key in err, err
     assert "data.dataset [set by --dataset /no/such/data]" in err
-    # the fusion's values are checked against its input widths, which need the encoders
-    assert "fusion: not checked" in err
+    # the fusion's widths and heads need the encoders; its other values are checked anyway
+    assert "fusion: widths and heads not checked" in err
+    assert "fusion.layers [set by fusion.layers=-1]: layers must be at least 1" in err
+    assert "fusion.dropout [set by fusion.dropout=2]" in err
     proc = bench("--dry-run", "fusion.layers=-1", "fusion.heads=5", "fusion.dropout=2")
     assert proc.returncode == 2
     assert proc.stderr.count("[set by fusion.") == 3, proc.stderr

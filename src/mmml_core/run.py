@@ -145,7 +145,7 @@ def run_experiment(
     :func:`open_run_folder`). What the run does is logged to the ``mmml_core`` logger (see
     :mod:`mmml_core.logs`)."""
     from mmml_core.engine import json_clean, train_seed
-    from mmml_core.validate import CheckedRun, check_run, describe_report
+    from mmml_core.validate import CheckedRun, check_run, describe_dropped, describe_report
 
     checked: CheckedRun = run if isinstance(run, CheckedRun) else check_run(run)
     cfg = checked.config
@@ -158,6 +158,8 @@ def run_experiment(
             raise ConfigError(f"{saved}: --resume with a different configuration than the run's")
     saved.write_text(json.dumps(resolved, indent=2))
     log.info(describe_report(checked.data_report))
+    if checked.dropped:
+        log.info(describe_dropped(checked.dropped))
     dataset = checked.dataset
     per_seed = []
     for seed in cfg.seeds:
@@ -192,6 +194,7 @@ def run_experiment(
         "seeds": cfg.seeds,
         "heads": labels,
         "data_report": checked.data_report,
+        "dropped": checked.dropped,  # rows left out by data.skip_unusable, with the reasons
         "parameters": checked.parameters,
         "aggregate": aggregate(per_seed),
         "runs": [f"seed-{s}" for s in cfg.seeds],

@@ -12,7 +12,7 @@ A run is configured in layers, lowest first:
 Every layer has the same shape (the shape of a configuration file)::
 
     seeds = [1, 11, 111]
-    [data]    dataset, kind, max_audio_seconds, max_items
+    [data]    dataset, kind, max_audio_seconds, max_items, recase, skip_unusable
     [model]   encoders = {MODALITY = {name, config}}, fusion = {name, config} | "none",
               head, subnet_head, heads = ["M", "T", "A"], modalities = ["text", "audio"]
     [loss]    name, config
@@ -158,6 +158,10 @@ class ComponentSpec:
         return {"name": self.name, "config": copy.deepcopy(self.config)}
 
 
+#: ``data.recase`` values (see :class:`DataConfig`).
+RECASE_MODES: tuple[str, ...] = ("auto", "on", "off")
+
+
 @dataclass
 class DataConfig:
     # "demo" (the bundled set, no download) or a dataset root in the MMSA layout
@@ -168,12 +172,28 @@ class DataConfig:
     max_audio_seconds: float | None = 6.0
     # the first N rows of each split only (smoke runs); None = every row
     max_items: int | None = None
+    # texts re-cased as text[0] + text[1:].lower(), the authors' fix for the upper-case MOSI
+    # and MOSEI transcripts (RoBERTa is cased: "A LOT OF SAD PARTS" is not what it read):
+    # auto = only where the kind's language is English and the transcripts are upper case
+    # (at least 90% of the texts with cased letters have no lower-case letter); on = every
+    # text, whatever its case (the authors' English pipeline); off = texts as written
+    recase: str = "auto"
+    # drop rows whose audio is missing, empty or unreadable instead of refusing the dataset
+    # (six MOSEI clips have no usable audio); the run lists the dropped rows. Off by
+    # default: a row is never dropped unless asked. Schema problems stay errors
+    skip_unusable: bool = False
 
     def __post_init__(self) -> None:
         if self.max_audio_seconds is not None and not self.max_audio_seconds > 0:
             raise ValueError(f"max_audio_seconds must be > 0 or none, got {self.max_audio_seconds}")
         if self.max_items is not None and self.max_items < 1:
             raise ValueError(f"max_items must be >= 1 or none, got {self.max_items}")
+        if self.recase not in RECASE_MODES:
+            raise ValueError(
+                f"recase must be one of {', '.join(RECASE_MODES)}, got {self.recase!r}"
+            )
+        if not isinstance(self.skip_unusable, bool):
+            raise ValueError(f"skip_unusable must be true or false, got {self.skip_unusable!r}")
 
 
 @dataclass

@@ -9,9 +9,10 @@ needs the components and the data, and reports every problem at once:
   seconds;
 - the dataset is read and validated for the modalities the run uses (``label.csv``, the
   splits, every audio file present and readable);
-- what loading and preprocessing will do to the data is counted (clips resampled,
-  downmixed or cut, texts truncated, clips too short for an encoder), for the log and the
-  run's results.
+- what loading and preprocessing will do to the data is counted (rows dropped for unusable
+  audio with ``data.skip_unusable``, texts re-cased, clips resampled, downmixed or cut, texts
+  truncated, clips too short for an encoder), for the log and the run's results; the dropped
+  rows themselves are listed (:func:`describe_dropped`).
 
 ``mmml-bench --dry-run`` stops after this; a real run trains from the dataset loaded here.
 """
@@ -35,7 +36,10 @@ from mmml_core.runconfig import (
     component_problems,
 )
 
-__all__ = ["CheckedRun", "check_run", "describe_report"]
+__all__ = ["CheckedRun", "check_run", "describe_dropped", "describe_report"]
+
+#: Dropped rows named in the log line; results.json lists them all.
+_DROPPED_NAMED = 20
 
 
 @dataclass
@@ -48,6 +52,8 @@ class CheckedRun:
     dataset: Any
     data_report: dict[str, int] = field(default_factory=dict)
     parameters: dict[str, int] = field(default_factory=dict)  # component -> parameter count
+    #: rows the dataset left out on request (``data.skip_unusable``), each with its reason
+    dropped: list[dict[str, Any]] = field(default_factory=list)
 
     def resolved(self) -> dict[str, Any]:
         """The resolved configuration with each component's full config."""
@@ -76,7 +82,8 @@ def check_run(cfg: RunConfig, problems: Sequence[Problem] = ()) -> CheckedRun:
     if model.head is not None:
         parameters["fused head"] = _count(model.head)
     parameters["subnet heads"] = sum(_count(h) for h in model.subnet_heads.values())
-    return CheckedRun(cfg, model.resolved_spec(), dataset, report, parameters)
+    dropped = [dict(d) for d in getattr(dataset, "dropped", None) or ()]
+    return CheckedRun(cfg, model.resolved_spec(), dataset, report, parameters, dropped)
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -99,6 +106,35 @@ def _create(kind: str, spec: ComponentSpec, **filled: Any) -> Any:
         return registry.create(kind, spec.name, **spec.config, **filled)
 
 
+#: A stand-in width for encoders that could not be built (divisible by the usual head counts)
+_STAND_IN_WIDTH = 768
+
+
+def _fusion_without_widths(
+    spec: ComponentSpec,
+    modalities: Sequence[str],
+    built: Mapping[str, Any],
+    origins: Mapping[str, str],
+) -> list[Problem]:
+    """The fusion's problems that do not depend on the widths of encoders that could not be
+    built (layer counts, dropout ranges, unknown keys), found with a stand-in width; what
+    depends on the widths is said to be unchecked."""
+    unchecked = Problem(
+        "fusion", "widths and heads not checked: they follow from the encoders above"
+    )
+    try:
+        cls = registry.load("fusion", spec.name)
+    except Exception:  # reported where the fusion was resolved
+        return [unchecked]
+    dims = {m: built[m].dim if m in built else _STAND_IN_WIDTH for m in modalities}
+    found = component_problems(
+        cls.Config, spec.config, "fusion", "model.fusion", origins, {"input_dims": dims}
+    )
+    width_words = ("width", "divisible", "input_dims", "heads")
+    kept = [p for p in found if not any(w in p.message for w in width_words)]
+    return [*kept, unchecked]
+
+
 def _build_on_meta(cfg: RunConfig, problems: list[Problem]) -> MultimodalModel | None:
     origins = cfg.origins
     model_cfg = cfg.model
@@ -112,8 +148,8 @@ def _build_on_meta(cfg: RunConfig, problems: list[Problem]) -> MultimodalModel |
             problems.append(Problem(m, msg, _blame(str(exc), spec.config, path, origins)))
     if len(encoders) != len(model_cfg.encoders):
         if model_cfg.fusion is not None:
-            problems.append(
-                Problem("fusion", "not checked: its input widths come from the encoders above")
+            problems += _fusion_without_widths(
+                model_cfg.fusion, list(model_cfg.encoders), encoders, origins
             )
         return None
     dims = {m: e.dim for m, e in encoders.items()}
@@ -182,6 +218,7 @@ def _head(
 
 def _load_dataset(cfg: RunConfig, problems: list[Problem]) -> Any:
     from mmml_core.data import DatasetError
+    from mmml_core.data.kinds import load_options
 
     origins = cfg.origins
     data = cfg.data
@@ -191,15 +228,28 @@ def _load_dataset(cfg: RunConfig, problems: list[Problem]) -> Any:
     origin = origins.get("data.dataset") if root is not None else origins.get("data.kind")
     try:
         kind = registry.create("dataset", data.kind)
+        extra, refused = load_options(kind, recase=data.recase, skip_unusable=data.skip_unusable)
+        for name in refused:
+            problems.append(
+                Problem(
+                    f"data.{name}",
+                    f"dataset kind {data.kind!r} does not support it (its load() takes no "
+                    f"{name} argument); leave it at its default",
+                    origins.get(f"data.{name}"),
+                )
+            )
         return kind.load(
             root,
             modalities=list(cfg.model.encoders),
             max_audio_seconds=data.max_audio_seconds,
             max_items=data.max_items,
+            **extra,
         )
     except DatasetError as exc:
         for line in exc.problems:
             problems.append(Problem("data.dataset", line, origin))
+        if getattr(exc, "hint", None):
+            problems.append(Problem("data.skip_unusable", f"hint: {exc.hint}"))
     except (OSError, ValueError) as exc:
         problems.append(Problem("data.dataset", f"{root or data.kind}: {exc}", origin))
     return None
@@ -224,6 +274,25 @@ def _data_report(model: MultimodalModel, dataset: Any, problems: list[Problem]) 
                     key = f"{m}: {what}"
                     report[key] = report.get(key, 0) + int(n)
     return report
+
+
+def describe_dropped(dropped: Sequence[Mapping[str, Any]]) -> str | None:
+    """One line naming the rows dropped for unusable audio (the first 20, then how many
+    more), or None when none was."""
+    if not dropped:
+        return None
+    names = [
+        f"{d['video_id']}/{d['clip_id']}" if "video_id" in d else str(d.get("id", "?"))
+        for d in dropped
+    ]
+    shown = ", ".join(names[:_DROPPED_NAMED])
+    more = len(names) - _DROPPED_NAMED
+    if more > 0:
+        shown += f" and {more} more"
+    return (
+        f"data: {len(dropped)} row(s) dropped because their audio is missing, empty or "
+        f"unreadable (data.skip_unusable): {shown} (results.json lists them with the reasons)"
+    )
 
 
 def describe_report(report: Mapping[str, int]) -> str:

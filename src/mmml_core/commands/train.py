@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
 
     pm = get_plugin_manager()
     from mmml_core.optim import describe_groups
-    from mmml_core.validate import check_run, describe_report
+    from mmml_core.validate import check_run, describe_dropped, describe_report
 
     layers, problems = _layers(args)
     try:
@@ -215,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(checked.resolved(), indent=2))
         print(describe_report(checked.data_report), file=sys.stderr)
+        if checked.dropped:
+            print(describe_dropped(checked.dropped), file=sys.stderr)
         print(describe_groups(cfg.optim), file=sys.stderr)
         print(
             "mmml-bench: configuration, components and data checked; nothing trained "

@@ -11,7 +11,10 @@ The registry needs these class attributes (:class:`DatasetKind` documents each o
 be subclassed, but nothing requires it): ``Config`` (a dataclass of the kind's options, built
 by ``registry.create("dataset", name, **options)``), ``language``, ``scheme``,
 ``modalities``, ``needs_path``, ``defaults``, and the method :meth:`DatasetKind.load`, which
-returns an object shaped like :class:`LoadedDataset`.
+returns an object shaped like :class:`LoadedDataset`. ``load`` may also take the keywords
+``recase`` and ``skip_unusable`` (``data.recase``, ``data.skip_unusable``); a run passes them
+only to a ``load`` that names them (see :func:`load_options`), and refuses a value other than
+the default for a kind whose ``load`` does not.
 
 Modalities are an open set of names: a kind says which raw fields its items can carry, a run
 asks for some of them, and ``load`` validates only those (a text-only run never looks for
@@ -42,7 +45,12 @@ __all__ = [
     "MosiKind",
     "NoOptions",
     "SimsKind",
+    "load_options",
 ]
+
+#: The optional keywords of :meth:`DatasetKind.load` and their defaults: a kind whose
+#: ``load`` does not take one behaves as with the default.
+LOAD_OPTIONS: dict[str, Any] = {"recase": "auto", "skip_unusable": False}
 
 
 _MAX_LISTED = 200  # problems shown in the message; DatasetError.problems has them all
@@ -52,9 +60,13 @@ class DatasetError(ValueError):
     """A dataset that cannot be read as is. ``problems`` lists every issue found, each
     naming the file, and where it applies the line and field."""
 
-    def __init__(self, root: Path | str | None, problems: Sequence[str]) -> None:
+    def __init__(
+        self, root: Path | str | None, problems: Sequence[str], hint: str | None = None
+    ) -> None:
         self.root = root
         self.problems = list(problems)
+        #: how to get past the problems, where there is a known way (not itself a problem)
+        self.hint = hint
         shown = self.problems[:_MAX_LISTED]
         more = len(self.problems) - len(shown)
         where = "dataset" if root is None else f"dataset at {root}"
@@ -62,6 +74,8 @@ class DatasetError(ValueError):
         lines += [f"  - {p}" for p in shown]
         if more:
             lines.append(f"  ... and {more} more (DatasetError.problems holds them all)")
+        if hint:
+            lines.append(f"  hint: {hint}")
         super().__init__("\n".join(lines))
 
 
@@ -94,8 +108,34 @@ class LoadedDataset(Protocol):
     heads: tuple[str, ...]  # label names the items carry, "M" first
     modalities: tuple[str, ...]  # the loaded ones
     report: dict[str, int]  # what loading does to the data; zero counts left out
+    # Optional, read with getattr: ``dropped``, the rows left out on request
+    # (``skip_unusable``), one dict each with at least "video_id"/"clip_id" or "id", and
+    # "reason".
 
     def split(self, name: str) -> LoadedSplit: ...
+
+
+def load_options(kind: Any, **values: Any) -> tuple[dict[str, Any], list[str]]:
+    """Split the optional ``load`` keywords (:data:`LOAD_OPTIONS`) given in ``values`` into
+    those ``kind.load`` takes and the names of those it does not take although set to
+    something other than their default (a third-party kind written before the keyword)."""
+    import inspect
+
+    try:
+        params = inspect.signature(kind.load).parameters
+    except (TypeError, ValueError):  # no signature to read: pass nothing optional
+        params = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    passed: dict[str, Any] = {}
+    refused: list[str] = []
+    for name, value in values.items():
+        if name not in LOAD_OPTIONS:
+            raise TypeError(f"unknown load option {name!r}")
+        if takes_any or name in params:
+            passed[name] = value
+        elif value != LOAD_OPTIONS[name]:
+            refused.append(name)
+    return passed, refused
 
 
 @dataclass
@@ -153,6 +193,10 @@ class DatasetKind:
         split in file order (for short smoke runs; validation still covers every row);
         ``None`` keeps all. ``max_audio_seconds`` cuts audio when it is loaded (``None``:
         whole clips).
+
+        A kind may also take ``recase`` (``"auto"``, ``"on"``, ``"off"``: re-case texts as
+        ``text[0] + text[1:].lower()``) and ``skip_unusable`` (drop rows whose own audio
+        cannot be used, listing them in ``dropped``); the MMSA kinds do.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement load()")
 
@@ -219,6 +263,8 @@ class MMSAKind(DatasetKind):
         modalities: Sequence[str],
         max_audio_seconds: float | None = 6.0,
         max_items: int | None = None,
+        recase: str = "auto",
+        skip_unusable: bool = False,
     ) -> LoadedDataset:
         from mmml_core.data.reader import read_mmsa
 
@@ -234,6 +280,8 @@ class MMSAKind(DatasetKind):
             max_audio_seconds=max_audio_seconds,
             max_items=max_items,
             audio_dir=self.config.audio_dir,
+            recase=recase,
+            skip_unusable=skip_unusable,
         )
 
 

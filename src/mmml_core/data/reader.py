@@ -15,7 +15,14 @@ Only the loaded modalities are checked: a text-only run needs neither ``wav/`` n
 files, an audio-only run needs no ``text`` column. All problems found are raised together as
 one :class:`DatasetError` whose lines each name the file, the CSV line and the field. A row
 is never dropped silently: either every row loads or the reader raises (``max_items`` keeps
-fewer on purpose, after the whole CSV has been validated).
+fewer on purpose, after the whole CSV has been validated). The one exception is asked for:
+with ``skip_unusable`` a row whose own audio file is missing, empty or unreadable is dropped
+and listed in :attr:`MMSADataset.dropped` (schema problems still raise).
+
+Texts are re-cased (``text[0] + text[1:].lower()``, the authors' fix for the upper-case
+MOSI/MOSEI transcripts) once, on load, by ``recase``: ``"on"`` every text, ``"off"`` none,
+``"auto"`` (the default) only English datasets whose transcripts are upper case by
+:func:`upper_case_transcripts`. The count goes into the data report.
 
 Ids stay strings exactly as written (CH-SIMS ``0001`` is not the number 1). ``label_T`` /
 ``label_A`` are used where the CSV fills them (CH-SIMS, demo); where they are empty in every
@@ -58,6 +65,8 @@ __all__ = [
     "demo_root",
     "load_dataset",
     "read_mmsa",
+    "recase_text",
+    "upper_case_transcripts",
 ]
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -82,6 +91,22 @@ COLUMNS: tuple[str, ...] = (
 #: ``label_A`` (or ``label`` where the CSV leaves them empty in every row).
 MMSA_HEADS: tuple[str, ...] = ("M", "T", "A")
 _REQUIRED = ("video_id", "clip_id", "label", "mode")  # plus "text" when text is loaded
+
+#: ``recase="auto"`` calls a dataset's transcripts upper case when at least this share of
+#: its texts that have cased letters has no lower-case letter. A share, not "every text":
+#: MOSI/MOSEI transcripts are upper case but a few carry a stray lower-case tag or name.
+UPPER_CASE_SHARE = 0.9
+
+#: The CMU-MOSEI clips (``video_id/clip_id``) whose audio the authors found unusable and
+#: dropped; named in the error hint for MOSEI-scored datasets (docs/data.md).
+MOSEI_UNUSABLE = (
+    "3aIQUQgawaI/12",
+    "94ULum9MYX0/2",
+    "mRnEJOLkhp8/24",
+    "aE-X_QdDaqQ/3",
+    "94ULum9MYX0/11",
+    "mRnEJOLkhp8/26",
+)
 _MODALITY_LABELS = ("label_T", "label_A")
 
 
@@ -196,6 +221,9 @@ class MMSADataset:
     #: counted from the file headers read during validation, zero counts left out.
     report: dict[str, int] = field(default_factory=dict)
     heads: tuple[str, ...] = MMSA_HEADS
+    #: Rows left out because their audio is unusable (``skip_unusable``), in file order:
+    #: ``{"video_id", "clip_id", "mode", "line", "reason"}`` each; empty otherwise.
+    dropped: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def max_text_tokens(self) -> int:
@@ -220,6 +248,8 @@ def load_dataset(
     modalities: Sequence[str] | None = None,
     max_audio_seconds: float | None = 6.0,
     max_items: int | None = None,
+    recase: str = "auto",
+    skip_unusable: bool = False,
     **options: Any,
 ) -> Any:
     """Read and validate the dataset at ``root`` as the registered dataset kind ``kind``.
@@ -228,10 +258,13 @@ def load_dataset(
     may be ``None`` for bundled kinds (``"demo"``). ``modalities`` defaults to every modality
     the kind provides. ``options`` are the kind's ``Config`` fields (MMSA kinds:
     ``audio_dir``). ``max_audio_seconds`` (default 6, the authors' setting) cuts every clip
-    when it is loaded; ``None`` keeps whole clips. Raises :class:`DatasetError` listing every
-    problem, and ``ValueError`` for a kind nobody registered.
+    when it is loaded; ``None`` keeps whole clips. ``recase`` and ``skip_unusable`` are
+    ``data.recase`` and ``data.skip_unusable`` (see :func:`read_mmsa`), passed to a kind
+    whose ``load`` takes them. Raises :class:`DatasetError` listing every problem, and
+    ``ValueError`` for a kind nobody registered or one that does not take a value given.
     """
     from mmml_core import registry
+    from mmml_core.data.kinds import load_options
 
     try:
         cls = registry.load("dataset", kind)
@@ -239,11 +272,18 @@ def load_dataset(
         known = ", ".join(registry.list("dataset")) or "(none)"
         raise ValueError(f"unknown dataset kind {kind!r}; registered kinds: {known}") from None
     source = registry.create("dataset", kind, **options)
+    extra, refused = load_options(source, recase=recase, skip_unusable=skip_unusable)
+    if refused:
+        raise ValueError(
+            f"dataset kind {kind!r} does not support {', '.join(refused)} (its load() takes "
+            "no such argument)"
+        )
     return source.load(
         root,
         modalities=tuple(cls.modalities) if modalities is None else modalities,
         max_audio_seconds=max_audio_seconds,
         max_items=max_items,
+        **extra,
     )
 
 
@@ -259,15 +299,24 @@ def read_mmsa(
     max_audio_seconds: float | None = 6.0,
     max_items: int | None = None,
     audio_dir: str = "wav",
+    recase: str = "auto",
+    skip_unusable: bool = False,
 ) -> MMSADataset:
     """Read and validate the MMSA-layout folder ``root`` for ``modalities`` (a subset of
     text and audio, already checked by the kind).
 
     ``modality_labels``: label_T / label_A are required in every row. ``max_items`` keeps the
-    first N rows of each split in file order, after validating them all.
+    first N rows of each split in file order, after validating them all (and after dropping
+    unusable rows). ``recase``: ``"on"`` re-cases every text as ``text[0] +
+    text[1:].lower()``, ``"off"`` none, ``"auto"`` only where ``language`` is ``"en"`` and
+    :func:`upper_case_transcripts` holds over every text of the CSV. ``skip_unusable``: a
+    row whose audio file is missing, empty or unreadable (its header) is dropped and listed
+    in ``dropped`` instead of being a problem; a split left without rows is still one.
     """
     if max_items is not None and max_items < 1:
         raise ValueError(f"max_items must be at least 1 (or None for all), got {max_items}")
+    if recase not in ("auto", "on", "off"):
+        raise ValueError(f"recase must be 'auto', 'on' or 'off', got {recase!r}")
     if max_audio_seconds is not None and not max_audio_seconds > 0:
         raise ValueError(f"max_audio_seconds must be positive, got {max_audio_seconds}")
     modalities = tuple(modalities)
@@ -281,12 +330,59 @@ def read_mmsa(
     records, has_modality_labels, problems = _parse_csv(
         csv_path, text, label_range, modality_labels, with_text="text" in modalities
     )
+    unusable: list[tuple[dict[str, Any], str]] = []
     if "audio" in modalities and records:
         ok = [r for r in records if r["video_id"] and r["clip_id"]]
-        _check_audio(ok, root / audio_dir, csv_path, problems)
+        unusable = _check_audio(ok, root / audio_dir, csv_path, problems)
+        unusable.sort(key=lambda u: u[0]["line"])
+    hint = None
+    if unusable and not skip_unusable:
+        problems += [f"{csv_path} line {r['line']}, field 'audio': {m}" for r, m in unusable]
+        hint = _skip_hint(len(unusable), scheme)
     if problems:
-        raise DatasetError(root, problems)
+        raise DatasetError(root, problems, hint=hint)
+    reason = None  # decided over every row of the CSV, dropped ones and all
+    if "text" in modalities:
+        reason = _recase_reason(recase, language, [r["text"] for r in records])
+    dropped = [
+        {
+            "video_id": r["video_id"],
+            "clip_id": r["clip_id"],
+            "mode": r["mode"],
+            "line": r["line"],
+            "reason": m,
+        }
+        for r, m in unusable
+    ]
+    if dropped:
+        gone = {d["line"] for d in dropped}
+        records = [r for r in records if r["line"] not in gone]
+        empty = [s for s in SPLITS if not any(r["mode"] == s for r in records)]
+        if empty:
+            raise DatasetError(
+                root,
+                [
+                    f"{csv_path}: no row of split '{s}' is left: every one has unusable audio "
+                    f"({len(dropped)} row(s) dropped by skip_unusable in all)"
+                    for s in empty
+                ],
+            )
+    recased: set[int] = set()
+    if reason is not None:
+        for r in records:
+            new = recase_text(r["text"])
+            if new != r["text"]:
+                r["text"] = new
+                recased.add(r["line"])
     rows = _first_of_each_split([Row(**r) for r in records], max_items)
+    report: dict[str, int] = {}
+    if dropped:  # over the whole CSV, like the list
+        report["rows dropped (unusable audio)"] = len(dropped)
+    n_recased = sum(r.line in recased for r in rows)
+    if n_recased:
+        report[f"texts re-cased ({reason})"] = n_recased
+    if "audio" in modalities:
+        report.update(_audio_report(rows, max_audio_seconds))
     return MMSADataset(
         root=root,
         kind=kind,
@@ -296,8 +392,48 @@ def read_mmsa(
         rows=rows,
         max_audio_seconds=max_audio_seconds,
         modalities=modalities,
-        report=_audio_report(rows, max_audio_seconds) if "audio" in modalities else {},
+        report=report,
+        dropped=dropped,
     )
+
+
+def recase_text(text: str) -> str:
+    """The authors' re-casing of an English transcript: the first character kept, the rest
+    lower-cased (``"A LOT OF SAD PARTS"`` -> ``"A lot of sad parts"``)."""
+    return text[:1] + text[1:].lower()
+
+
+def upper_case_transcripts(texts: Sequence[str]) -> bool:
+    """Whether a dataset's transcripts are upper case: at least :data:`UPPER_CASE_SHARE` of
+    the texts that have a cased letter (any letter with an upper and a lower form, so not
+    Chinese characters) have no lower-case letter. False where no text has a cased letter."""
+    cased = [t for t in texts if any(c.isupper() or c.islower() for c in t)]
+    if not cased:
+        return False
+    upper = sum(not any(c.islower() for c in t) for t in cased)
+    return upper >= UPPER_CASE_SHARE * len(cased)
+
+
+def _recase_reason(mode: str, language: str, texts: Sequence[str]) -> str | None:
+    """Why texts are re-cased (the data report's wording), or None when they are not."""
+    if mode == "on":
+        return "data.recase=on"
+    if mode == "auto" and language == "en" and upper_case_transcripts(texts):
+        return "upper-case transcripts"
+    return None
+
+
+def _skip_hint(n: int, scheme: str) -> str:
+    hint = (
+        f"{n} row(s) have missing, empty or unreadable audio: provide it, or set "
+        "data.skip_unusable=true to drop such clips (the run lists them)"
+    )
+    if scheme == "mosei":
+        hint += (
+            "; CMU-MOSEI has six clips whose audio is unusable, which the authors drop: "
+            + ", ".join(MOSEI_UNUSABLE)
+        )
+    return hint
 
 
 def _is_dir(path: Path) -> bool:
@@ -458,8 +594,13 @@ def _list_folder(path: Path) -> tuple[list[str] | None, str | None]:
 
 def _check_audio(
     records: list[dict[str, Any]], audio_root: Path, csv_path: Path, problems: list[str]
-) -> None:
-    """Find each record's audio file and read its header; sets the records' audio fields."""
+) -> list[tuple[dict[str, Any], str]]:
+    """Find each record's audio file and read its header; sets the records' audio fields.
+
+    Returns the records whose own audio is unusable (no file, an unreadable or empty one),
+    each with what is wrong, for the caller to report or drop; other problems (the folders,
+    several files for one clip) go to ``problems``."""
+    unusable: list[tuple[dict[str, Any], str]] = []
 
     def problem(line: int, message: str) -> None:
         problems.append(f"{csv_path} line {line}, field 'audio': {message}")
@@ -467,13 +608,13 @@ def _check_audio(
     names, error = _list_folder(audio_root)
     if error is not None:
         problems.append(error)
-        return
+        return unusable
     if names is None:
         problems.append(
             f"{audio_root}: audio folder does not exist (make it from Raw/ with "
             f"`mmml-bench extract-audio {audio_root.parent}`)"
         )
-        return
+        return unusable
     listing: dict[str, dict[str, list[str]] | None] = {}  # video_id -> stem -> file names
     for r in records:
         vid = r["video_id"]
@@ -497,7 +638,7 @@ def _check_audio(
         found = clips.get(r["clip_id"], [])
         where = audio_root / r["video_id"] / r["clip_id"]
         if not found:
-            problem(r["line"], f"no audio file {where}.* ({'/'.join(AUDIO_EXTENSIONS)})")
+            unusable.append((r, f"no audio file {where}.* ({'/'.join(AUDIO_EXTENSIONS)})"))
         elif len(found) > 1:
             problem(r["line"], f"several audio files for one clip: {found} in {where.parent}")
         else:
@@ -519,7 +660,8 @@ def _check_audio(
     with ThreadPoolExecutor(max_workers=8) as pool:  # header reads are I/O bound
         for r, err in zip(todo, pool.map(info, todo), strict=True):
             if err is not None:
-                problem(r["line"], err)
+                unusable.append((r, err))
+    return unusable
 
 
 def _first_of_each_split(rows: list[Row], max_items: int | None) -> list[Row]:
