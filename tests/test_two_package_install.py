@@ -34,7 +34,7 @@ def wheels(tmp_path_factory):
 
 
 def _install(tmp_path, wheels, *names: str):
-    py = fresh_venv(tmp_path)
+    py = fresh_venv(tmp_path, with_pip=False)  # the overlay's pip and setuptools (>= 77)
     env = clean_env()
     run(py, "-m", "pip", "install", "--no-index", "--find-links", wheels, *names, env=env)
     return py, env
