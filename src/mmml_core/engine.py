@@ -71,6 +71,16 @@ class TrainConfig:
     # after warm-up: constant | linear | cosine (decay to 0 at max_epochs); the paper: constant
     schedule: str = "constant"
     warmup_steps: int = 0  # optimizer steps of linear warm-up from 0; 0 = none (the paper)
+    # never = one AdamW for the whole run; epoch = a new AdamW (moments reset) at the start
+    # of every epoch, as the authors' code does (profile authors)
+    reset_optimizer: str = "never"
+    # which epoch keeps the best-Acc2 weights on a tie: earlier (`>`) or later (`>=`, the
+    # authors' code)
+    acc_tie: str = "earlier"
+    # what a single-modality model learns: multimodal = the label (the paper's text-only
+    # rows); own = its modality's label where the dataset has one (label_A on CH-SIMS, the
+    # authors' Table 2), else the label
+    unimodal_label: str = "multimodal"
 
     def __post_init__(self) -> None:
         """Reject every out-of-range number, naming the field and its value (all at once).
@@ -82,6 +92,13 @@ class TrainConfig:
             ("pretrained_lr", "a finite number > 0", lambda v: _finite(v) and v > 0),
             ("warmup_steps", "an integer >= 0", lambda v: _integer(v) and v >= 0),
             ("schedule", f"one of {', '.join(SCHEDULES)}", lambda v: v in SCHEDULES),
+            ("reset_optimizer", "one of never, epoch", lambda v: v in ("never", "epoch")),
+            ("acc_tie", "one of earlier, later", lambda v: v in ("earlier", "later")),
+            (
+                "unimodal_label",
+                "one of multimodal, own",
+                lambda v: v in ("multimodal", "own"),
+            ),
             ("weight_decay", "a finite number >= 0", lambda v: _finite(v) and v >= 0),
             (
                 "grad_clip",
@@ -259,12 +276,14 @@ def _loader(
 
 
 def loss_targets(
-    targets: Mapping[str, torch.Tensor], single_modality: bool
+    targets: Mapping[str, torch.Tensor], single_modality: bool, own: bool = False
 ) -> Mapping[str, torch.Tensor]:
     """What each head learns. A single-modality model (no fusion) predicts the multimodal
-    label with its one head (the paper's "text-only" rows); in a fused model each subnet head
-    learns its own modality's label where the dataset has one (docs/architecture.md)."""
-    if not single_modality:
+    label with its one head (the paper's "text-only" rows), or with ``own``
+    (``train.unimodal_label=own``) its modality's label; in a fused model each subnet head
+    learns its own modality's label where the dataset has one (docs/architecture.md). A
+    modality label the dataset does not have is the multimodal label (the reader fills it)."""
+    if not single_modality or own:
         return targets
     return {h: targets["M"] for h in targets}
 
@@ -276,8 +295,10 @@ def evaluate(
     loss_fn: torch.nn.Module,
     device: torch.device,
     amp: bool = True,
+    own_label: bool = False,
 ) -> dict[str, Any]:
-    """Predictions per head and targets over a loader, plus the mean loss."""
+    """Predictions per head and targets over a loader, plus the mean loss (``own_label``:
+    see :func:`loss_targets`)."""
     single_modality = model.fusion is None
     model.eval()
     preds: dict[str, list[torch.Tensor]] = {}
@@ -291,7 +312,7 @@ def evaluate(
             device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"
         ):
             out = model(batch_t["inputs"])
-        total, _ = loss_fn(out, loss_targets(batch_t["targets"], single_modality))
+        total, _ = loss_fn(out, loss_targets(batch_t["targets"], single_modality, own_label))
         n = len(batch["ids"])
         loss_sum += total.float() * n
         count += n
@@ -405,8 +426,13 @@ class _Seed:
     test_split: Any
     scheme: str
     extra: dict[str, Any]  # what the checkpoints' config.json holds besides the model
+    make_optim: Callable[[], torch.optim.Optimizer]  # a fresh AdamW over the model's groups
     step: int = 0  # optimizer steps taken (the schedule's clock)
     steps_per_epoch: int = 1
+
+    @property
+    def own_label(self) -> bool:
+        return self.cfg.unimodal_label == "own"
 
     @property
     def state_dir(self) -> Path:
@@ -475,14 +501,20 @@ def _setup(
     params = [p for p in model.parameters() if p.requires_grad]
     if groups is None:
         groups = default_groups(spec, cfg)
-    optim = torch.optim.AdamW(
-        model_param_groups(model, groups),
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        fused=device.type == "cuda",
-    )
-    for group in optim.param_groups:  # the schedule scales from these
-        group["base_lr"] = group["lr"]
+    param_groups = model_param_groups(model, groups)
+
+    def make_optim() -> torch.optim.Optimizer:
+        optim = torch.optim.AdamW(
+            [dict(g) for g in param_groups],
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            fused=device.type == "cuda",
+        )
+        for group in optim.param_groups:  # the schedule scales from these
+            group["base_lr"] = group["lr"]
+        return optim
+
+    optim = make_optim()
     return _Seed(
         spec=spec,
         cfg=cfg,
@@ -499,6 +531,7 @@ def _setup(
         test_split=test_split,
         scheme=dataset.scheme,
         extra={**(checkpoint_extra or {}), "scheme": dataset.scheme, "language": dataset.language},
+        make_optim=make_optim,
     )
 
 
@@ -567,11 +600,13 @@ def _train_epoch(run: _Seed, epoch: int, progress: bool = False) -> float:
     bar = _StepBar(len(loader), f"epoch {epoch}", progress)
     run.steps_per_epoch = len(loader)  # the same every epoch: the schedule counts from it
     run.step = (epoch - 1) * run.steps_per_epoch
+    if cfg.reset_optimizer == "epoch":  # the authors' code: a new AdamW every epoch
+        run.optim = run.make_optim()
     for batch in loader:
         batch_t = _to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             preds = run.model(batch_t["inputs"])
-        total, _ = run.loss_fn(preds, loss_targets(batch_t["targets"], single))
+        total, _ = run.loss_fn(preds, loss_targets(batch_t["targets"], single, run.own_label))
         run.optim.zero_grad(set_to_none=True)
         total.backward()
         if cfg.grad_clip is not None:
@@ -622,7 +657,7 @@ def _validate(
     """The epoch's history row (training loss, validation loss and validation Acc2 of the
     primary head) and the evaluation it came from. A non-finite validation loss or prediction
     raises :class:`TrainingDiverged` (no metrics are computed on NaN)."""
-    ev = evaluate(run.model, loader, run.loss_fn, run.device, run.cfg.amp)
+    ev = evaluate(run.model, loader, run.loss_fn, run.device, run.cfg.amp, run.own_label)
     if not math.isfinite(ev["loss"]):
         raise _diverged(run, meta, epoch, "valid_loss", ev["loss"])
     bad = _first_nonfinite(ev["preds"])
@@ -648,7 +683,8 @@ def _select(run: _Seed, meta: dict[str, Any], row: Mapping[str, Any]) -> None:
         save_model(run.model, run.out / "best_loss", run.extra)
     else:
         meta["bad_epochs"] += 1
-    if row["valid_acc2"] > meta["best_acc"]:
+    acc, best = row["valid_acc2"], meta["best_acc"]
+    if acc > best or (cfg.acc_tie == "later" and acc == best):
         meta.update(best_acc=row["valid_acc2"], best_acc_epoch=epoch)
         save_model(run.model, run.out / "best_acc", run.extra)
     meta["epoch"] = epoch
@@ -669,6 +705,7 @@ def _test_selections(
     )
     results: dict[str, Any] = {
         "seed": run.seed,
+        "profile": run.extra.get("profile", "paper"),
         "scheme": run.scheme,
         "model": run.spec.to_dict(),
         "loss": {"name": loss_spec.name, "config": loss_spec.config},
@@ -685,7 +722,7 @@ def _test_selections(
     for selection in ("best_loss", "best_acc"):
         epoch = meta[f"{selection}_epoch"]
         run.model.load_state_dict(load_file(str(run.out / selection / "model.safetensors")))
-        ev = evaluate(run.model, test_loader, run.loss_fn, run.device, cfg.amp)
+        ev = evaluate(run.model, test_loader, run.loss_fn, run.device, cfg.amp, run.own_label)
         bad = _first_nonfinite(ev["preds"])
         if bad is not None:
             raise _diverged(

@@ -180,7 +180,10 @@ def run_experiment(
                 seed_dir,
                 resume=resume,
                 progress=progress,
-                checkpoint_extra={"max_audio_seconds": cfg.data.max_audio_seconds},
+                checkpoint_extra={
+                    "max_audio_seconds": cfg.data.max_audio_seconds,
+                    "profile": cfg.profile,
+                },
                 groups=cfg.optim or None,
             )
         )
@@ -190,6 +193,7 @@ def run_experiment(
     (out / "summary.csv").write_text(table_csv)
     summary = {
         "config": resolved,
+        "profile": cfg.profile,  # paper | authors (mmml_core.profiles)
         "scheme": cfg.scheme,
         "seeds": cfg.seeds,
         "heads": labels,

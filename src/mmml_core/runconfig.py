@@ -5,6 +5,8 @@ A run is configured in layers, lowest first:
 1. built-in defaults (:data:`BUILTIN_DEFAULTS`);
 2. the dataset kind's defaults (``defaults`` of the kind's class in the ``dataset`` registry:
    the bundled demo set brings its tiny encoders and training settings from there);
+2b. the profile's layer (``profile = "paper" | "authors"``, :mod:`mmml_core.profiles`):
+   where the paper and its authors' code differ, which one the run follows;
 3. a preset (``--preset``) and/or a configuration file (``--config``, TOML or JSON);
 4. command-line flags (``--encoder``, ``--fusion``, ``--dataset``, ...);
 5. ``key=value`` overrides (``train.lr=1e-4``, ``fusion.layers=2``, ``text.checkpoint=DIR``).
@@ -12,6 +14,7 @@ A run is configured in layers, lowest first:
 Every layer has the same shape (the shape of a configuration file)::
 
     seeds = [1, 11, 111]
+    profile = "paper"   # or "authors"
     [data]    dataset, kind, max_audio_seconds, max_items, recase, skip_unusable
     [model]   encoders = {MODALITY = {name, config}}, fusion = {name, config} | "none",
               head, subnet_head, heads = ["M", "T", "A"], modalities = ["text", "audio"]
@@ -70,11 +73,23 @@ __all__ = [
 ]
 
 PRESETS_DIR = Path(__file__).with_name("presets")
-SECTIONS: tuple[str, ...] = ("data", "model", "loss", "train", "optim", "seeds", "output")
+SECTIONS: tuple[str, ...] = (
+    "profile",
+    "data",
+    "model",
+    "loss",
+    "train",
+    "optim",
+    "seeds",
+    "output",
+)
 _MODEL_KEYS = ("encoders", "fusion", "head", "subnet_head", "heads", "modalities")
 _ROLES = ("fusion", "head", "subnet_head")  # model components besides the encoders
 # sections that neither the model nor the data depends on (problem keys start with them)
 _LATER_SECTIONS = frozenset({"train", "optim", "loss", "seeds", "output"})
+#: What fills a component field no layer sets: (layer name, role -> {field: value}), highest
+#: first (the profile, then the dataset kind).
+FieldSources = list[tuple[str, dict[str, Any]]]
 
 #: The lowest layer. Encoders are not named here: each dataset kind names the default encoder
 #: per modality for its language (``default_encoders``).
@@ -245,10 +260,12 @@ class RunConfig:
     origins: dict[str, str] = field(default_factory=dict, compare=False)  # key -> layer
     # parameter group -> its resolved settings (mmml_core.optim.OptimGroup)
     optim: dict[str, Any] = field(default_factory=dict)
+    profile: str = "paper"  # mmml_core.profiles: paper | authors
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as a configuration file (every layer folded in)."""
         return {
+            "profile": self.profile,
             "data": dataclasses.asdict(self.data),
             "model": self.model.to_dict(),
             "loss": self.loss.to_dict(),
@@ -343,9 +360,9 @@ class _Merger:
                         layer.name,
                     )
                 )
-            elif section == "seeds":
-                self.data["seeds"] = copy.deepcopy(value)
-                self._set("seeds", layer.label("seeds"))
+            elif section in ("seeds", "profile"):
+                self.data[section] = copy.deepcopy(value)
+                self._set(section, layer.label(section))
             elif section == "loss":
                 self._component(self.data, "loss", "loss", value, layer)
             elif section == "model":
@@ -477,6 +494,7 @@ def flags_layer(
     modalities: str | None = None,
     encoders: Sequence[str] = (),
     out: str | None = None,
+    profile: str | None = None,
 ) -> tuple[Layer, list[Problem]]:
     """The layer of the training command's flags (each key labelled with its flag)."""
     data: dict[str, Any] = {}
@@ -491,6 +509,8 @@ def flags_layer(
         node[last] = value
         labels[path] = flag
 
+    if profile:
+        put("profile", profile, f"--profile {profile}")
     if dataset:
         put("data.dataset", dataset, f"--dataset {dataset}")
     if kind:
@@ -534,7 +554,8 @@ def flags_layer(
 def override_layer(items: Sequence[str], below: Sequence[Layer]) -> tuple[Layer, list[Problem]]:
     """The layer of ``key=value`` overrides, each value typed by the field it names.
 
-    Keys: ``train.FIELD``, ``data.FIELD``, ``output.FIELD``, ``seeds``, ``MODALITY.FIELD``
+    Keys: ``profile``, ``train.FIELD``, ``data.FIELD``, ``output.FIELD``, ``seeds``,
+    ``MODALITY.FIELD``
     (that modality's encoder, also ``encoder.MODALITY.FIELD``), ``fusion.FIELD``,
     ``head.FIELD``, ``subnet_head.FIELD``, ``loss.FIELD``. ``below`` are the lower layers
     (they name the components whose fields are meant)."""
@@ -586,6 +607,8 @@ def _parse_override(
         parts = parts[1:]
     head, rest = parts[0], ".".join(parts[1:])
     sections = {"train": TrainConfig, "data": DataConfig, "output": OutputConfig}
+    if head == "profile" and not rest:
+        return "profile", text, None
     if head == "seeds" and not rest:
         try:
             return "seeds", [int(s) for s in text.replace(" ", "").split(",") if s], None
@@ -624,7 +647,7 @@ def _parse_override(
     from mmml_core.engine import TrainConfig as _T
 
     raise ConfigError(
-        f"unknown key {key!r}. Keys are train.FIELD, data.FIELD, output.FIELD, seeds, "
+        f"unknown key {key!r}. Keys are profile, train.FIELD, data.FIELD, output.FIELD, seeds, "
         "MODALITY.FIELD (e.g. text.checkpoint, audio.checkpoint), fusion.FIELD, head.FIELD, "
         "subnet_head.FIELD, loss.FIELD, optim.GROUP.lr, optim.GROUP.weight_decay."
         f"\ntrain fields:\n{describe_fields(_T)}\n"
@@ -782,7 +805,8 @@ class _Resolver:
         self.merged, self.origins, self.problems = merge_layers([self.base, *user])
         self.kind_name: str | None = None
         self.kind_cls: Any = None
-        self.field_defaults: dict[str, Any] = {}
+        self.field_sources: FieldSources = []
+        self.profile = "paper"
 
     def problem(self, key: str, message: str, origin_path: str | None = None) -> None:
         self.problems.append(Problem(key, message, self.origins.get(origin_path or key)))
@@ -816,6 +840,7 @@ class _Resolver:
             language=self.language,
             origins=self.origins,
             optim=optim,
+            profile=self.profile,
         )
         if self.problems:  # the model and the data can still be checked: say all at once
             raise ConfigErrors(self.problems, partial=cfg)
@@ -849,12 +874,36 @@ class _Resolver:
         except Exception as exc:
             self.problem("data.kind", _load_error("dataset", self.kind_name, exc))
             return
-        defaults = dict(getattr(self.kind_cls, "defaults", {}) or {})
-        self.field_defaults = defaults.pop("fields", {})
-        if defaults:
+        defaults = copy.deepcopy(dict(getattr(self.kind_cls, "defaults", {}) or {}))
+        kind_fields = defaults.pop("fields", {})
+        layers = [self.base, Layer(self.kind_label, defaults)]
+        self.merged, self.origins, self.problems = merge_layers([*layers, *self.user])
+        self.field_sources = [(self.kind_label, kind_fields)]
+        self.profile_step(layers)
+
+    def profile_step(self, below: list[Layer]) -> None:
+        """Insert the profile's layer (:mod:`mmml_core.profiles`) above the dataset kind's
+        defaults and merge again; its component fields rank above the kind's."""
+        from mmml_core.profiles import DEFAULT_PROFILE, PROFILES, profile_layer
+
+        name = self.merged.get("profile", DEFAULT_PROFILE)
+        self.profile = str(name) if name in PROFILES else DEFAULT_PROFILE
+        fusion = self.merged.get("model", {}).get("fusion")
+        layer = profile_layer(
+            self.profile,
+            kind=self.kind_name,
+            language=self.language,
+            fusion=fusion.get("name") if isinstance(fusion, Mapping) else None,
+        )
+        fields = layer.pop("fields", {})
+        label = f"profile {self.profile!r}"
+        if layer:
             self.merged, self.origins, self.problems = merge_layers(
-                [self.base, Layer(self.kind_label, defaults), *self.user]
+                [*below, Layer(label, layer), *self.user]
             )
+        if name not in PROFILES:
+            self.problem("profile", f"unknown profile {name!r}; profiles: {', '.join(PROFILES)}")
+        self.field_sources.insert(0, (label, fields))
 
     def data(self) -> DataConfig | None:
         data = _section(
@@ -932,8 +981,10 @@ class _Resolver:
             )
             return None
         config = dict(spec.get("config", {}))
-        kind_fields = self.field_defaults.get("encoder", {})
-        _apply_field_defaults(cls.Config, config, kind_fields, path, self.origins, self.kind_label)
+        for label, fields in self.field_sources:
+            _apply_field_defaults(
+                cls.Config, config, fields.get("encoder", {}), path, self.origins, label
+            )
         derived = {"language": self.language, "max_seconds": getattr(self, "max_seconds", None)}
         derived = {k: v for k, v in derived.items() if v is not None}
         label = f"dataset kind {self.kind_name!r}"
@@ -1028,10 +1079,9 @@ class _Resolver:
             role,
             kind,
             value,
-            self.field_defaults,
+            self.field_sources,
             self.origins,
             self.problems,
-            self.kind_label,
             filled,
             path,
         )
@@ -1042,8 +1092,8 @@ class _Resolver:
         """The loss, its weights defaulting to 1 for every head the model trains. ``heads``
         is None when the model has problems of its own: then the weights are not checked
         against it (that would only repeat those problems), the other fields are."""
-        spec = _role("loss", "loss", self.merged.get("loss"), {}, self.origins, self.problems,
-                     self.kind_label, [], path="loss")  # fmt: skip
+        spec = _role("loss", "loss", self.merged.get("loss"), [], self.origins, self.problems,
+                     [], path="loss")  # fmt: skip
         if spec is None:
             return None
         if heads is None:
@@ -1136,10 +1186,9 @@ def _role(
     role: str,
     kind: str,
     value: Any,
-    field_defaults: Mapping[str, Any],
+    field_sources: FieldSources,
     origins: dict[str, str],
     problems: list[Problem],
-    kind_label: str,
     filled: Sequence[str],
     path: str | None = None,
 ) -> ComponentSpec | None:
@@ -1156,9 +1205,8 @@ def _role(
         problems.append(Problem(role, _load_error(kind, name, exc), origins.get(f"{path}.name")))
         return None
     config = dict(value.get("config", {}))
-    _apply_field_defaults(
-        cls.Config, config, field_defaults.get(role, {}), path, origins, kind_label
-    )
+    for label, fields in field_sources:
+        _apply_field_defaults(cls.Config, config, fields.get(role, {}), path, origins, label)
     names = {f.name for f in dataclasses.fields(cls.Config)}
     unknown = [k for k in config if k not in names]
     for key in unknown:
@@ -1192,3 +1240,71 @@ def _encoders_for(modality: str) -> list[str]:
         except Exception:  # a broken plugin is reported by `mmml-bench plugins`
             continue
     return out
+
+
+# -- settings as flat keys (the profile comparison of a dry run) -------------------------------
+
+
+def _full_config(kind: str, spec: ComponentSpec, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """A component's config with every field its dataclass defaults (imports the component);
+    ``skip`` leaves out fields the model assembly fills in."""
+    cls = registry.config_class(kind, spec.name)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    out.update(copy.deepcopy(spec.config))
+    return out
+
+
+def settings(cfg: RunConfig) -> dict[str, Any]:
+    """Every setting of a resolved run as ``user key -> value`` (``train.lr``,
+    ``text.padding``, ``fusion.cls_init_std``, ``optim.fusion.lr``, ...), each component's
+    fields with their defaults filled in."""
+    out: dict[str, Any] = {"profile": cfg.profile, "seeds": list(cfg.seeds)}
+    for section in ("data", "train", "output"):
+        for key, value in dataclasses.asdict(getattr(cfg, section)).items():
+            out[f"{section}.{key}"] = value
+    model = cfg.model
+    for m, spec in model.encoders.items():
+        out[m] = spec.name
+        for key, value in _full_config("encoder", spec).items():
+            out[f"{m}.{key}"] = value
+    roles: list[tuple[str, str, ComponentSpec | None]] = [
+        ("fusion", "fusion", model.fusion),
+        ("head", "head", model.head),
+        ("subnet_head", "head", model.subnet_head),
+        ("loss", "loss", cfg.loss),
+    ]
+    for role, kind, spec in roles:
+        out[role] = spec.name if spec is not None else "none"
+        if spec is not None:
+            skip = ("input_dims", "in_dim")
+            for key, value in _full_config(kind, spec, skip).items():
+                out[f"{role}.{key}"] = value
+    out["heads"] = list(model.heads)
+    for group, o in cfg.optim.items():
+        for key, value in o.to_dict().items():
+            out[f"optim.{group}.{key}"] = value
+    return out
+
+
+def differences(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:
+    """``(key, value in a, value in b)`` for every setting (:func:`settings`) that differs,
+    in ``a``'s key order (keys only one side has come last)."""
+    sa, sb = settings(a), settings(b)
+    keys = list(sa) + [k for k in sb if k not in sa]
+    missing = object()
+    out = []
+    for key in keys:
+        va, vb = sa.get(key, missing), sb.get(key, missing)
+        if va != vb:
+            out.append((key, None if va is missing else va, None if vb is missing else vb))
+    return out
+
+
+__all__ += ["differences", "settings"]

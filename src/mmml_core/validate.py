@@ -96,7 +96,9 @@ def _blame(
     """The layer that most likely set what ``message`` complains about: a key whose name or
     value appears in it, else whatever named the component."""
     for key, value in config.items():
-        if f"{path}.config.{key}" in origins and (key in message or str(value) in message):
+        # a value counts when it is specific enough to be quoted (not "hf" in "hf download")
+        quoted = isinstance(value, str) and len(value) > 3 and value in message
+        if f"{path}.config.{key}" in origins and (key in message or quoted):
             return origins[f"{path}.config.{key}"]
     return origins.get(f"{path}.name")
 

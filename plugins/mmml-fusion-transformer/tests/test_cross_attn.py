@@ -1,5 +1,7 @@
 """Tests of the ``cross_attn`` fusion: contract, an independent computation of the formulas
-of docs/fusion.md over the module's own weights, the hand-derived parameter count, config errors."""
+of docs/fusion.md over the module's own weights (the authors' form of the ``transformer``
+variant through an encoder the test builds itself), the CLS init, the hand-derived parameter
+counts, config errors."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import math
 
 import pytest
 import torch
-from mmml_fusion_transformer.cross_attn import CrossAttentionFusion
+from mmml_fusion_transformer.cross_attn import CrossAttentionFusion, CrossAttentionFusionConfig
 from torch import Tensor
 
 from mmml_core import registry
@@ -44,6 +46,11 @@ class TestContractTransformerMean(FusionContract):
 class TestContractTransformerCls(FusionContract):
     name = "cross_attn"
     config = {**TINY, "variant": "transformer", "transformer_pool": "cls"}
+
+
+class TestContractTransformerAuthors(FusionContract):
+    name = "cross_attn"
+    config = {**TINY, "variant": "transformer", "transformer_form": "authors", "cls_init_std": 1.0}
 
 
 # --------------------------------------------- independent computation of docs/fusion.md
@@ -85,9 +92,10 @@ def ffn_block(x: Tensor, block) -> Tensor:
     return layer_norm(x + linear(torch.relu(linear(x, block.up)), block.down), block.norm)
 
 
-def reference(f: CrossAttentionFusion, enc: dict[str, EncoderOutput]) -> Tensor:
-    c = f.config
-    heads = c.heads
+def fused_sequences(f: CrossAttentionFusion, enc: dict[str, EncoderOutput]):
+    """The fusion layers from the formulas: per modality the (projected) original hidden
+    states, the (projected) pooled vector, the last layer's states (CLS at 0) and the keeps."""
+    heads = f.config.heads
     L, A = enc["text"].hidden, enc["audio"].hidden
     pooled = {"text": enc["text"].pooled, "audio": enc["audio"].pooled}
     if f.proj is not None:
@@ -107,8 +115,16 @@ def reference(f: CrossAttentionFusion, enc: dict[str, EncoderOutput]) -> Tensor:
         L2 = attention_block(L1, L1, mL, layer.self_attn["text"], heads)
         A2 = attention_block(A1, A1, mA, layer.self_attn["audio"], heads)
         L, A = ffn_block(L2, layer.ffn["text"]), ffn_block(A2, layer.ffn["audio"])
-    fused = {"text": L, "audio": A}
-    masks = {"text": mL, "audio": mA}
+    return orig, pooled, {"text": L, "audio": A}, {"text": mL, "audio": mA}
+
+
+def reference(f: CrossAttentionFusion, enc: dict[str, EncoderOutput]) -> Tensor:
+    c = f.config
+    heads = c.heads
+    orig, pooled, fused, masks = fused_sequences(f, enc)
+    L, A = fused["text"], fused["audio"]
+    B = L.shape[0]
+    ones = torch.ones(B, 1, dtype=torch.bool)
     if c.variant == "fused":
         return torch.cat([L[:, 0], A[:, 0]], dim=1)
     if c.variant == "concat":
@@ -212,11 +228,23 @@ def test_empty_modality_item_stays_finite() -> None:
     enc = random_encoder_outputs(dims, {"text": [3, 4], "audio": [5, 2]})
     enc["audio"].mask[1] = False
     enc["audio"].hidden[1] = float("nan")  # even NaN in padding must not leak
-    for variant in ("fused", "concat", "transformer"):
+    for variant, form in [
+        ("fused", "ours"),
+        ("concat", "ours"),
+        ("transformer", "ours"),
+        ("transformer", "authors"),
+    ]:
         f = registry.create(
-            "fusion", "cross_attn", input_dims=dims, heads=2, layers=2, variant=variant
-        ).train()
-        assert torch.isfinite(f(enc)).all(), variant
+            "fusion",
+            "cross_attn",
+            input_dims=dims,
+            heads=2,
+            layers=2,
+            variant=variant,
+            transformer_form=form,
+        )
+        for mode in (f.train(), f.eval()):
+            assert torch.isfinite(mode(enc)).all(), (variant, form, mode.training)
 
 
 def test_defaults_follow_design() -> None:
@@ -247,6 +275,256 @@ def test_dropout_is_active_in_training() -> None:
     assert not torch.allclose(f(enc), f(enc))
     f.eval()
     torch.testing.assert_close(f(enc), f(enc), atol=0, rtol=0)
+
+
+# ------------------------------------------------------------------------------- CLS init
+
+
+@pytest.mark.parametrize("std", [0.02, 1.0])
+def test_cls_init_std(std: float) -> None:
+    """Every learned CLS vector is drawn from N(0, cls_init_std); nothing else changes."""
+    torch.manual_seed(0)
+    dims = {"text": 768, "audio": 768}
+    small = {"layers": 1, "variant_layers": 1}
+    cfg = {} if std == 0.02 else {"cls_init_std": std}  # 0.02 is the default
+    fused = registry.create("fusion", "cross_attn", input_dims=dims, **small, **cfg)
+    ours = registry.create(
+        "fusion",
+        "cross_attn",
+        input_dims=dims,
+        variant="transformer",
+        transformer_pool="cls",
+        **small,
+        **cfg,
+    )
+    authors = registry.create(
+        "fusion",
+        "cross_attn",
+        input_dims=dims,
+        variant="transformer",
+        transformer_form="authors",
+        **small,
+        **cfg,
+    )
+    assert fused.config.cls_init_std == std
+    vectors = [
+        *fused.cls.values(),
+        *ours.cls.values(),
+        *ours.variant_cls.values(),
+        *authors.cls.values(),
+        *authors.authors_cls.values(),
+    ]
+    assert [v.numel() for v in vectors] == [768] * 4 + [1536] * 2 + [768] * 2 + [1536] * 2
+    for v in vectors:
+        assert 0.9 * std < float(v.detach().std()) < 1.1 * std
+        assert abs(float(v.detach().mean())) < 0.15 * std
+    # the other weights keep the BERT-style N(0, 0.02)
+    w = fused.layers[0].ffn["text"].up.weight.detach()
+    assert 0.019 < float(w.std()) < 0.021
+
+
+# ------------------------------------------- the transformer variant in the authors' form
+
+
+def authors_reference(f: CrossAttentionFusion, enc: dict[str, EncoderOutput]) -> Tensor:
+    """The authors' form from its description, through a PyTorch encoder built here with the
+    authors' settings and given the fusion's weights; the fused states come from the formulas
+    (fused_sequences), not from the module."""
+    c = f.config
+    W = 2 * f.hidden_size
+    orig, _, fused, _ = fused_sequences(f, enc)
+    parts = []
+    for m in ("text", "audio"):
+        own = torch.nn.TransformerEncoder(
+            torch.nn.TransformerEncoderLayer(
+                d_model=W,
+                nhead=c.heads,
+                dim_feedforward=2048,
+                dropout=0.1,
+                activation="relu",
+                layer_norm_eps=1e-5,
+                batch_first=True,
+                norm_first=False,
+            ),
+            num_layers=c.variant_layers,
+            enable_nested_tensor=False,
+        ).eval()
+        own.load_state_dict(f.authors_encoders[m].state_dict())  # strict: same keys
+        z = torch.cat([orig[m], fused[m][:, 1:]], dim=2)  # no pooled row, no fused CLS
+        B = z.shape[0]
+        z = torch.cat([f.authors_cls[m].detach().expand(B, 1, -1), z], dim=1)
+        keep = torch.cat([torch.ones(B, 1, dtype=torch.bool), enc[m].mask], dim=1)
+        # grad mode with parameters that need grad: PyTorch runs its Python path here, while
+        # the fusion under no_grad takes the fused fast path, so the two paths are compared
+        with torch.enable_grad():
+            out = own(z, src_key_padding_mask=~keep)
+        parts.append(out[:, 0].detach())
+    return torch.cat(parts, dim=1)
+
+
+def authors_fusion(dims: dict[str, int], seed: int = 1, **cfg) -> CrossAttentionFusion:
+    torch.manual_seed(seed)
+    return registry.create(
+        "fusion",
+        "cross_attn",
+        input_dims=dims,
+        variant="transformer",
+        transformer_form="authors",
+        **cfg,
+    )
+
+
+AUTHORS_CASES = [
+    ({"text": 16, "audio": 16}, {"heads": 4, "layers": 2, "variant_layers": 2}),  # no projection
+    ({"text": 16, "audio": 12}, {"heads": 4, "layers": 2, "variant_layers": 3}),  # projections
+    ({"text": 16, "audio": 12}, {"hidden": 8, "heads": 2, "layers": 1, "variant_layers": 1}),
+]
+
+
+@pytest.mark.parametrize(("dims", "cfg"), AUTHORS_CASES)
+def test_authors_form_equals_independent_computation(dims: dict[str, int], cfg: dict) -> None:
+    f = authors_fusion(dims, **cfg).eval()
+    randomize(f, seed=3)
+    H = f.hidden_size
+    assert f.out_dim == 4 * H
+    assert f.variant_encoders is None and f.variant_cls is None
+    enc = random_encoder_outputs(dims, {"text": [5, 2, 7, 1], "audio": [3, 9, 6, 8]}, seed=2)
+    with torch.no_grad():
+        got = f(enc)
+    want = authors_reference(f, enc)
+    assert got.shape == want.shape == (4, 4 * H)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    # the text half reads the text encoder, the audio half the audio encoder
+    with torch.no_grad():
+        f.authors_cls["audio"].add_(1.0)
+        moved = f(enc)
+    torch.testing.assert_close(moved[:, : 2 * H], got[:, : 2 * H], atol=0, rtol=0)
+    assert not torch.allclose(moved[:, 2 * H :], got[:, 2 * H :])
+
+
+def test_authors_form_ignores_padded_values() -> None:
+    """Whatever the padded encoder positions hold (NaN, inf, huge), the output is the same, in
+    eval and (same seed, same dropout masks) in training."""
+    dims = {"text": 16, "audio": 12}
+    f = authors_fusion(dims, heads=4, layers=2, variant_layers=2)
+    randomize(f, seed=4)
+    lengths = {"text": [5, 2, 7], "audio": [3, 9, 1]}
+    clean = random_encoder_outputs(dims, lengths, seed=5)
+    for fill in (float("nan"), float("inf"), -float("inf"), 1e30):
+        dirty = random_encoder_outputs(dims, lengths, seed=5)
+        for o in dirty.values():
+            o.hidden[~o.mask] = fill
+        for training in (False, True):
+            f.train(training)
+            with torch.no_grad():
+                torch.manual_seed(7)
+                want = f(clean)
+                torch.manual_seed(7)
+                got = f(dirty)
+            assert torch.isfinite(got).all(), (fill, training)
+            torch.testing.assert_close(got, want, atol=0, rtol=0)
+    # and the valid positions do matter: a change there moves the output
+    f.eval()
+    with torch.no_grad():
+        before = f(clean)
+        clean["audio"].hidden[2, 0] += 1.0  # the single valid audio frame of item 2
+        after = f(clean)
+    torch.testing.assert_close(after[:2], before[:2], atol=0, rtol=0)
+    assert not torch.allclose(after[2], before[2])
+
+
+def test_authors_form_modules_are_pytorchs() -> None:
+    H, heads, n = 16, 4, 3
+    f = authors_fusion({"text": H, "audio": 12}, heads=heads, layers=1, variant_layers=n)
+    W = 2 * H
+    assert isinstance(f.authors_encoders, torch.nn.ModuleDict)
+    assert isinstance(f.authors_cls, torch.nn.ParameterDict)
+    for m in ("text", "audio"):
+        encoder = f.authors_encoders[m]
+        assert type(encoder) is torch.nn.TransformerEncoder
+        assert encoder.num_layers == n == len(encoder.layers)
+        assert not encoder.enable_nested_tensor and not encoder.use_nested_tensor
+        assert encoder.norm is None
+        for layer in encoder.layers:
+            assert type(layer) is torch.nn.TransformerEncoderLayer
+            assert layer.norm_first is False
+            assert layer.self_attn.batch_first and layer.self_attn.embed_dim == W
+            assert layer.self_attn.num_heads == heads
+            assert (layer.linear1.in_features, layer.linear1.out_features) == (W, 2048)
+            assert (layer.linear2.in_features, layer.linear2.out_features) == (2048, W)
+            assert layer.activation is torch.nn.functional.relu
+            assert layer.self_attn.dropout == 0.1
+            assert [d.p for d in (layer.dropout, layer.dropout1, layer.dropout2)] == [0.1] * 3
+            assert layer.norm1.eps == layer.norm2.eps == 1e-5
+        assert f.authors_cls[m].shape == (W,)
+    keys = set(f.state_dict())
+    for name in (
+        "authors_cls.text",
+        "authors_cls.audio",
+        "authors_encoders.text.layers.0.self_attn.in_proj_weight",
+        "authors_encoders.audio.layers.2.linear2.bias",
+        "authors_encoders.audio.layers.2.norm2.weight",
+    ):
+        assert name in keys, name
+    assert not any(k.startswith(("variant_encoders.", "variant_cls.")) for k in keys)
+
+
+def test_authors_form_keeps_pytorchs_init() -> None:
+    """PyTorch's default init (xavier-uniform in-projection, zero attention biases, Kaiming-
+    uniform FFN, every layer a copy of one layer), which reset_parameters leaves alone."""
+    f = authors_fusion({"text": 16, "audio": 16}, heads=4, layers=1, variant_layers=2)
+    f.requires_grad_(False)  # plain numbers below
+    W = 32
+    for m in ("text", "audio"):
+        first, second = f.authors_encoders[m].layers
+        attn = first.self_attn
+        bound = math.sqrt(6 / (W + 3 * W))  # xavier_uniform_ on (3W, W)
+        assert float(attn.in_proj_weight.abs().max()) <= bound
+        assert abs(float(attn.in_proj_weight.std()) - bound / math.sqrt(3)) < 0.1 * bound
+        assert float(attn.in_proj_bias.abs().max()) == 0.0
+        assert float(attn.out_proj.bias.abs().max()) == 0.0
+        for lin in (first.linear1, first.linear2):
+            b = 1 / math.sqrt(lin.in_features)  # nn.Linear's kaiming_uniform_(a=sqrt(5))
+            assert float(lin.weight.abs().max()) <= b
+            assert abs(float(lin.weight.std()) - b / math.sqrt(3)) < 0.1 * b
+        for a, b in zip(first.parameters(), second.parameters(), strict=True):
+            assert torch.equal(a, b)  # nn.TransformerEncoder deep-copies one layer
+    before = {k: v.clone() for k, v in f.authors_encoders.state_dict().items()}
+    cls_before = f.authors_cls["text"].detach().clone()
+    f.reset_parameters()
+    after = f.authors_encoders.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(f.authors_cls["text"], cls_before)  # the CLS is drawn again
+
+
+def test_transformer_form_only_changes_the_transformer_variant() -> None:
+    """fused and concat ignore transformer_form; the authors' form ignores transformer_pool."""
+    dims = {"text": 16, "audio": 12}
+    enc = random_encoder_outputs(dims, {"text": [5, 2], "audio": [3, 9]}, seed=2)
+
+    def build(**cfg) -> CrossAttentionFusion:
+        torch.manual_seed(11)
+        return registry.create(
+            "fusion", "cross_attn", input_dims=dims, heads=4, layers=1, **cfg
+        ).eval()
+
+    cases = [
+        ({"variant": "fused"}, {"variant": "fused", "transformer_form": "authors"}),
+        ({"variant": "concat"}, {"variant": "concat", "transformer_form": "authors"}),
+        (
+            {"variant": "transformer", "transformer_form": "authors", "transformer_pool": "mean"},
+            {"variant": "transformer", "transformer_form": "authors", "transformer_pool": "cls"},
+        ),
+    ]
+    for a_cfg, b_cfg in cases:
+        a, b = build(**a_cfg), build(**b_cfg)
+        sa, sb = a.state_dict(), b.state_dict()
+        assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+        with torch.no_grad():
+            torch.testing.assert_close(a(enc), b(enc), atol=0, rtol=0)
+    ours = build(variant="transformer")
+    authors = build(variant="transformer", transformer_form="authors")
+    assert set(ours.state_dict()) != set(authors.state_dict())
 
 
 # --------------------------------------------------------------------------- parameter count
@@ -312,6 +590,31 @@ def test_parameter_count_with_projection_and_variants() -> None:
     assert trans.out_dim == 4 * H
 
 
+def test_parameter_count_authors_form() -> None:
+    """The authors' form at the English depth: per modality 3 PyTorch encoder layers at
+    W = 2H with feed-forward 2048, plus a W-wide CLS."""
+    H, W, ffn = 768, 2 * 768, 2048
+    with torch.device("meta"):
+        f = registry.create(
+            "fusion",
+            "cross_attn",
+            input_dims={"text": H, "audio": H},
+            variant="transformer",
+            transformer_form="authors",
+            variant_layers=3,
+        )
+    layer = (
+        (3 * W * W + 3 * W)  # in_proj (q, k, v stacked)
+        + (W * W + W)  # out_proj
+        + (W * ffn + ffn)  # linear1
+        + (ffn * W + W)  # linear2
+        + 2 * (2 * W)  # norm1, norm2
+    )
+    assert layer == 15_744_512
+    assert count(f) == hand_count_fused(H, 5) + 2 * (3 * layer + W) == 188_989_440
+    assert f.out_dim == 4 * H == 3072
+
+
 # ------------------------------------------------------------------------------ config errors
 
 
@@ -327,12 +630,38 @@ def test_parameter_count_with_projection_and_variants() -> None:
             "transformer_pool",
         ),
         ({"input_dims": {"text": 8, "audio": 8}, "heads": 2, "layers": 0}, "layers"),
+        (
+            {"input_dims": {"text": 8, "audio": 8}, "heads": 2, "transformer_form": "x"},
+            "transformer_form must be one of",
+        ),
+        *[
+            (
+                {"input_dims": {"text": 8, "audio": 8}, "heads": 2, "cls_init_std": bad},
+                "cls_init_std must be",
+            )
+            for bad in (0, 0.0, -0.02, float("nan"), float("inf"), "1.0", True)
+        ],
     ],
 )
 def test_config_errors(cfg: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         registry.create("fusion", "cross_attn", **cfg)
+    assert isinstance(info.value, ValueError)
     assert "transformer_pool" in str(info.value)  # the valid fields are listed
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("transformer_form", "x"), ("cls_init_std", 0), ("cls_init_std", -1.0)]
+)
+def test_config_class_raises_value_error(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"^{field} must be"):
+        CrossAttentionFusionConfig(input_dims={"text": 8, "audio": 8}, heads=2, **{field: value})
+
+
+def test_cls_init_std_is_a_float() -> None:
+    c = CrossAttentionFusionConfig(input_dims={"text": 8, "audio": 8}, heads=2, cls_init_std=1)
+    assert c.cls_init_std == 1.0 and isinstance(c.cls_init_std, float)
+    assert c.transformer_form == "ours"
 
 
 def test_missing_modality_at_forward() -> None:

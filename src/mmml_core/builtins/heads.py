@@ -21,6 +21,13 @@ class MLPHeadConfig:
     hidden: int = 768  # H of the base encoders, as in the authors' code
     hidden2: int = 512  # second layer width of the paper's three-layer head
     dropout: float = 0.3  # the fusion network's dropout (docs/fusion.md)
+    # linear layers: 3 = in -> hidden -> hidden2 -> 1 (the paper); each one more adds a
+    # hidden -> hidden layer after the first (4: the authors' concatenation baseline)
+    layers: int = 3
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 3:
+            raise ValueError(f"layers must be an integer >= 3, got {self.layers!r}")
 
 
 class MLPHead(Head):
@@ -29,13 +36,11 @@ class MLPHead(Head):
     def __init__(self, config: MLPHeadConfig) -> None:
         super().__init__(config)
         c = config
+        body: list[nn.Module] = [nn.Dropout(c.dropout), nn.Linear(c.in_dim, c.hidden), nn.ReLU()]
+        for _ in range(c.layers - 3):
+            body += [nn.Linear(c.hidden, c.hidden), nn.ReLU()]
         self.net = nn.Sequential(
-            nn.Dropout(c.dropout),
-            nn.Linear(c.in_dim, c.hidden),
-            nn.ReLU(),
-            nn.Linear(c.hidden, c.hidden2),
-            nn.ReLU(),
-            nn.Linear(c.hidden2, 1),
+            *body, nn.Linear(c.hidden, c.hidden2), nn.ReLU(), nn.Linear(c.hidden2, 1)
         )
 
     def forward(self, features: Tensor) -> Tensor:

@@ -66,6 +66,13 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
         help="the dataset's kind (label scheme, language, default encoders): "
         "mosi, mosei, sims, demo, or one a plugin registers (mmml-bench list dataset)",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="paper (default): the paper, and our documented choices where it is silent; "
+        "authors: what the paper's code computes (fixed-length padding, a new AdamW every "
+        "epoch, lr 5e-6, batch 8, ...); a dry run lists every setting that differs",
+    )
     parser.add_argument("--seeds", metavar="N[,N]", help="seeds (default 1,11,111)")
     parser.add_argument(
         "--heads",
@@ -78,7 +85,8 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--preset",
         metavar="NAME",
-        help="a bundled configuration (demo, paper-mosi, paper-mosei, paper-sims)",
+        help="a bundled configuration: demo, paper-mosi, paper-mosei, paper-sims, and their "
+        "authors-mosi, authors-mosei, authors-sims twins (the authors profile)",
     )
     parser.add_argument(
         "--out",
@@ -150,6 +158,7 @@ def _layers(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
         modalities=args.modalities,
         encoders=args.encoder,
         out=args.out,
+        profile=args.profile,
     )
     layers.append(flags)
     problems += found
@@ -171,6 +180,35 @@ def _configure_hooks(pm: Any, layers: list[Any], args: argparse.Namespace) -> li
     return [Layer("a mmml_configure_run hook", merged)]
 
 
+def describe_profile_differences(cfg: Any, layers: list[Any]) -> str:
+    """Every setting that the other profile would change, as a Markdown table: the same
+    layers resolved with ``profile`` set to the other one (:mod:`mmml_core.profiles`)."""
+    from mmml_core.profiles import PROFILES
+    from mmml_core.runconfig import ConfigError, Layer, differences, resolve
+
+    lines = []
+    for other in (p for p in PROFILES if p != cfg.profile):
+        try:
+            alt = resolve([*layers, Layer(f"--profile {other}", {"profile": other})])
+        except ConfigError as exc:
+            lines.append(f"profile {other!r}: cannot be compared ({exc})")
+            continue
+        diff = differences(cfg, alt)
+        lines += [
+            f"Settings that differ between profile {cfg.profile!r} (this run) and profile "
+            f"{other!r} ({len(diff)}):",
+            "",
+            f"| setting | {cfg.profile} | {other} |",
+            "|---|---|---|",
+        ]
+        lines += [f"| `{key}` | {_cell(a)} | {_cell(b)} |" for key, a, b in diff]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
 def _error(message: str) -> int:
     print(f"mmml-bench: error: {message}", file=sys.stderr)
     return 2
@@ -186,8 +224,9 @@ def run(args: argparse.Namespace) -> int:
     from mmml_core.validate import check_run, describe_dropped, describe_report
 
     layers, problems = _layers(args)
+    layers = _configure_hooks(pm, layers, args)
     try:
-        cfg = resolve(_configure_hooks(pm, layers, args))
+        cfg = resolve(layers)
     except ConfigErrors as exc:  # report the layers' problems and these together...
         problems += exc.problems
         if exc.partial is not None:  # ...and those of the components and data, if checkable
@@ -208,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, ValueError) as exc:  # no CUDA here, or a malformed device name
         return _error(f"train.device: {exc}")
 
+    if args.dry_run:
+        print(describe_profile_differences(cfg, layers), file=sys.stderr)
     try:
         checked = check_run(cfg)
     except ConfigError as exc:

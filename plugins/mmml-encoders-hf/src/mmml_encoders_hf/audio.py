@@ -11,7 +11,8 @@ What this encoder does, following the paper's appendix, docs/data.md and docs/en
 - ``preprocess`` (DataLoader worker): cut every utterance to ``max_seconds``, normalise it to
   zero mean and unit variance over its own samples when the checkpoint's feature-extractor
   config says ``do_normalize`` (random presets: yes, as the authors did), and pad with zeros to
-  the longest item of the batch, with a sample-level ``attention_mask``. An utterance shorter
+  the longest item of the batch (``padding="max_length"``: to ``max_seconds`` for every
+  item), with a sample-level ``attention_mask``. An utterance shorter
   than the conv stack's receptive field (:attr:`AudioEncoder.min_samples`, 400 samples = 25 ms
   for these models) gives no frame at all (alone the conv stack fails, in a padded batch its
   pooled vector is NaN), so ``preprocess`` zero-pads it to the receptive field after
@@ -22,10 +23,11 @@ What this encoder does, following the paper's appendix, docs/data.md and docs/en
   (``_get_feat_extract_output_lengths``); attention runs through SDPA; ``pooled`` is the mean
   of the last hidden states over the valid frames.
 
-Padding invariance. An utterance encoded inside a padded batch gives the same valid-frame
-hidden states and pooled vector as the utterance encoded alone (to float32 rounding). The
-plain transformers forward does not guarantee that, and neither did the original fairseq
-code, in two places, which this module handles explicitly:
+Padding invariance (``masking="invariant"``, the default). An utterance encoded inside a
+padded batch gives the same valid-frame hidden states and pooled vector as the utterance
+encoded alone (to float32 rounding). The plain transformers forward does not guarantee that,
+and neither did the original fairseq code, in two places, which this module handles
+explicitly:
 
 1. Group norm in the first conv layer (``feat_extract_norm="group"``: HuBERT base,
    chinese-hubert-base, wav2vec2-base) normalises each channel over the whole time axis,
@@ -41,6 +43,21 @@ So for real checkpoints the outputs equal what the published model computes on e
 by itself (batch of one), which is also how the authors' numbers would not depend on batch
 composition. Valid frames never read padded samples in the conv stack: the output-length
 formula counts exactly the frames whose receptive field lies inside the utterance.
+
+The authors' pipeline (``padding="max_length"``, ``masking="hf"``: the ``authors`` profile).
+Their code padded every clip with zeros to 6 s (96,000 samples) and called the transformers
+model with the sample mask as ``attention_mask``. ``masking="hf"`` does exactly that call,
+``self.model(input_values=..., attention_mask=...)``: data2vec zeroes the padded frames once,
+before its positional convolutions; HuBERT's group norm takes its statistics over the whole
+padded clip; SpecAugment is applied where transformers' forward applies it. So a clip's
+outputs depend on how far it is padded, as in the authors' runs. The frozen CNN takes no
+gradient and builds no autograd graph there either (``freeze_feature_extractor``; the CNN's
+``_freeze_parameters`` is called, so transformers does not mark the input as requiring grad);
+the frame mask, the zeroing of padded frames and ``pooled`` are computed as above from the
+conv output-length formula (299 frames for 96,000 samples). One deviation stays under
+``max_length``: a clip shorter than :attr:`AudioEncoder.min_samples` is still zero-padded to
+400 valid samples (one frame), where the authors' code would give it an empty frame mask and
+a NaN mean.
 
 Letters: B batch, S samples, C conv channels, T frames, D width.
 """
@@ -73,9 +90,10 @@ from mmml_encoders_hf.checkpoints import (
 
 __all__ = ["AudioConfig", "AudioEncoder", "masked_group_norm", "normalize_waveform"]
 
-
 SAMPLE_RATE = 16000  # raw audio items are 16 kHz mono (mmml_core.interfaces)
 NORM_EPS = 1e-7  # variance floor of the authors' (and transformers') per-utterance normalisation
+PADDINGS = ("longest", "max_length")  # AudioConfig.padding
+MASKINGS = ("invariant", "hf")  # AudioConfig.masking
 
 
 @dataclass
@@ -98,6 +116,13 @@ class AudioConfig:
     # None: the checkpoint's SpecAugment time-masking probability (training only; 0 for
     # random:tiny, 0.05 in the published base configs).
     mask_time_prob: float | None = None
+    # "longest": zero-pad the batch to its longest clip; "max_length": zero-pad every clip to
+    # max_seconds, as the authors' code did (the ``authors`` profile).
+    padding: str = "longest"
+    # "invariant": mmml's padding-invariant forward (masked group norm, positional convs
+    # re-zeroed); "hf": the transformers model's own forward with the sample mask as
+    # attention_mask, as the authors' code ran it (outputs then depend on the padding).
+    masking: str = "invariant"
 
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:
@@ -108,6 +133,10 @@ class AudioConfig:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {self.padding!r}")
+        if self.masking not in MASKINGS:
+            raise ValueError(f"masking must be one of {MASKINGS}, got {self.masking!r}")
 
 
 def normalize_waveform(wave: np.ndarray) -> np.ndarray:
@@ -136,6 +165,15 @@ def masked_group_norm(x: Tensor, lengths: Tensor, norm: nn.GroupNorm) -> Tensor:
     if norm.affine:
         y = y * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
     return y.to(x.dtype)
+
+
+def _output(hidden: Tensor, mask: Tensor, frames: Tensor) -> EncoderOutput:
+    """Padded frames of ``hidden`` (B, T, D) zeroed; ``pooled`` the mean over the ``frames``
+    valid ones, summed in float32."""
+    keep = mask[..., None].to(hidden.dtype)  # (B, T, 1)
+    hidden = hidden * keep  # padding zeroed
+    pooled = (hidden.float().sum(1) / frames[:, None].float()).to(hidden.dtype)  # (B, D)
+    return EncoderOutput(hidden=hidden, mask=mask, pooled=pooled)
 
 
 def _conv_out_length(lengths: Tensor, conv: nn.Conv1d) -> Tensor:
@@ -204,6 +242,11 @@ class AudioEncoder(FeatureEncoder):
         if config.freeze_feature_extractor:
             for p in self.model.feature_extractor.parameters():
                 p.requires_grad_(False)
+            # transformers' own forward (masking="hf") would otherwise mark the input as
+            # requiring grad in training and build a graph through the frozen CNN
+            freeze = getattr(self.model.feature_extractor, "_freeze_parameters", None)
+            if freeze is not None:
+                freeze()
 
     # -- per architecture -------------------------------------------------------------------
 
@@ -259,7 +302,7 @@ class AudioEncoder(FeatureEncoder):
     def preprocess(self, items: Sequence[Any]) -> dict[str, Tensor]:
         """Cut to ``max_seconds``, normalise per utterance if configured, zero-pad an utterance
         shorter than :attr:`min_samples` to it (the padding is valid: one frame), pad the batch
-        with zeros."""
+        with zeros to its longest item or (``padding="max_length"``) to ``max_seconds``."""
         need = self.min_samples
         waves = []
         for i, item in enumerate(items):
@@ -274,9 +317,11 @@ class AudioEncoder(FeatureEncoder):
             waves.append(wave)
         if not waves:
             raise ValueError("preprocess got no audio items")
-        longest = max(len(w) for w in waves)
-        values = np.zeros((len(waves), longest), dtype=np.float32)  # (B, S)
-        mask = np.zeros((len(waves), longest), dtype=np.int64)  # (B, S)
+        width = max(len(w) for w in waves)
+        if self.config.padding == "max_length":  # min_samples wins over a shorter max_seconds
+            width = max(width, self.max_samples)
+        values = np.zeros((len(waves), width), dtype=np.float32)  # (B, S)
+        mask = np.zeros((len(waves), width), dtype=np.int64)  # (B, S)
         for i, w in enumerate(waves):
             values[i, : len(w)] = w
             mask[i, : len(w)] = 1
@@ -295,6 +340,8 @@ class AudioEncoder(FeatureEncoder):
         return x
 
     def forward(self, inputs: Mapping[str, Tensor]) -> EncoderOutput:
+        if self.config.masking == "hf":
+            return self._forward_hf(inputs)
         values = inputs["input_values"]  # (B, S)
         lengths = inputs["attention_mask"].sum(-1).to(torch.long)  # (B,)
         frozen = self.config.freeze_feature_extractor
@@ -307,11 +354,18 @@ class AudioEncoder(FeatureEncoder):
         # SpecAugment as the checkpoint configures it (training only, valid frames only).
         hidden = self.model._mask_hidden_states(hidden, attention_mask=mask.long())
         hidden = self._encode(hidden, mask)  # (B, T, D)
-        keep = mask[..., None].to(hidden.dtype)  # (B, T, 1)
-        hidden = hidden * keep  # padding zeroed
-        # masked mean over valid frames (padding is zero), summed in float32
-        pooled = (hidden.float().sum(1) / frames[:, None].float()).to(hidden.dtype)  # (B, D)
-        return EncoderOutput(hidden=hidden, mask=mask, pooled=pooled)
+        return _output(hidden, mask, frames)
+
+    def _forward_hf(self, inputs: Mapping[str, Tensor]) -> EncoderOutput:
+        """``masking="hf"``: the transformers forward with the sample mask, as the authors
+        ran it (module docstring); the frozen CNN builds no graph (see ``__init__``)."""
+        sample_mask = inputs["attention_mask"]  # (B, S)
+        out = self.model(input_values=inputs["input_values"], attention_mask=sample_mask)
+        hidden = out.last_hidden_state  # (B, T, D)
+        frames = self.frame_lengths(sample_mask.sum(-1).to(torch.long))  # (B,)
+        t = hidden.shape[1]
+        mask = torch.arange(t, device=hidden.device)[None, :] < frames[:, None]  # (B, T)
+        return _output(hidden, mask, frames)
 
     def _encode(self, hidden: Tensor, mask: Tensor) -> Tensor:
         """The transformer encoder of the checkpoint with masked positional convolution.

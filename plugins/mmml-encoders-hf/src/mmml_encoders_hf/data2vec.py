@@ -11,6 +11,8 @@ stack needs no masking), a feature projection that also returns the normalised f
 positional embedding of ``num_conv_pos_embeddings`` stacked grouped convolutions (5 in the
 base model), each followed by a parameter-free layer norm and GELU; padded frames are zeroed
 after each of them so a padded item sees the zero padding it would see alone.
+``masking="hf"`` (the ``authors`` profile) runs the transformers forward instead, which zeroes
+them before the first layer only.
 
 Letters: B batch, T frames, C conv channels, D width.
 """

@@ -16,6 +16,9 @@ norm when ``conv_pos_batch_norm`` is set; padded frames are zero at its input. W
 in training mode the batch statistics include padded frames (as in transformers), so padding
 invariance holds in eval mode only for such checkpoints; none of the defaults uses it.
 
+All of this is the default ``masking="invariant"``; ``masking="hf"`` (the ``authors`` profile)
+runs the transformers forward instead, group norm over the whole padded clip included.
+
 Letters: B batch, T frames, D width.
 """
 

@@ -17,6 +17,11 @@ architecture config and tokenizer of a hub or directory checkpoint next to an mm
 checkpoint, so that it rebuilds offline; under the meta device the encoder reads configs and
 tokenizer but no weights. ``describe_inputs`` counts the texts that ``preprocess`` truncates.
 
+Padding: ``padding="longest"`` (default) pads a batch to its longest text; ``"max_length"``
+pads every text to ``max_tokens``, as the authors' code did (the ``authors`` profile). The
+attention mask marks the real tokens either way, so valid hidden states and the pooler output
+are the same under both, to float rounding (absolute positions, right padding).
+
 Letters: B batch, T tokens, D width.
 """
 
@@ -55,6 +60,7 @@ DEFAULT_CHECKPOINTS = {"en": "roberta-base", "zh": "hfl/chinese-roberta-wwm-ext"
 DEFAULT_MAX_TOKENS = {"en": 96, "zh": 64}  # the authors' limits (docs/paper.md)
 MODEL_TYPES = ("roberta", "bert")
 MAX_POSITIONS = 512  # both architectures embed at most 512 positions
+PADDINGS = ("longest", "max_length")
 
 
 @dataclass
@@ -67,10 +73,15 @@ class TextConfig:
     language: str = "en"
     # None: 96 for English, 64 for Chinese, as the authors truncated; counts special tokens.
     max_tokens: int | None = None
+    # "longest": pad the batch to its longest text; "max_length": pad every text to
+    # max_tokens, as the authors' code did (the ``authors`` profile).
+    padding: str = "longest"
 
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:
             raise ValueError(f"language must be one of {LANGUAGES}, got {self.language!r}")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {self.padding!r}")
         if self.max_tokens is not None and not 3 <= self.max_tokens <= MAX_POSITIONS:
             raise ValueError(f"max_tokens must be in [3, {MAX_POSITIONS}], got {self.max_tokens}")
 
@@ -148,14 +159,15 @@ class RobertaEncoder(FeatureEncoder):
         return int(self.model.config.hidden_size)
 
     def preprocess(self, items: Sequence[Any]) -> dict[str, Tensor]:
-        """Tokenize, truncate to ``max_tokens`` and pad to the longest item (right)."""
+        """Tokenize, truncate to ``max_tokens`` and pad (right) to the longest item, or to
+        ``max_tokens`` with ``padding="max_length"``."""
         texts = list(items)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text item {i} is a {type(text).__name__}, not a str")
         enc = self.tokenizer(
             texts,
-            padding="longest",
+            padding=self.config.padding,
             truncation=True,
             max_length=self.max_tokens,
             return_tensors="pt",

@@ -23,26 +23,47 @@ Output per ``variant``:
 - ``concat`` (section 3.4, "Concatenation Variation"): per modality
   ``ReLU(Linear(2H, H)(Drop(concat(original pooled, fused CLS))))``, then the two modalities
   concatenated: width 2H.
-- ``transformer`` (section 3.4, "Transformer Variation"): per modality the original hidden
-  states and the fused states are concatenated along features (width 2H) and run through a
-  small standard post-norm transformer encoder (``variant_layers`` layers, FFN 4·2H); the
-  modality's feature is the masked mean of its hidden states (``transformer_pool="mean"``,
-  the paper's text) or the output at a new learned 2H CLS (``"cls"``, the authors' code);
-  the two modalities concatenated: width 4H.
-  Alignment: the fused sequence has the CLS at position 0, the encoder sequence has no CLS;
-  position 0 of the original side holds the encoder's pooled vector (the original
-  utterance-level summary, as the ``concat`` variant pairs it with the fused CLS), and
-  positions 1.. hold the encoder's hidden states, so every row pairs a time step with its
-  own fused state.
+- ``transformer`` (section 3.4, "Transformer Variation"), in the form ``transformer_form``
+  selects (the field has no effect on the other variants):
+
+  - ``"ours"`` (default): per modality the original hidden states and the fused states are
+    concatenated along features (width 2H) and run through a small standard post-norm
+    transformer encoder built from this module's blocks (``variant_layers`` layers, FFN 4·2H,
+    the fusion's heads, dropouts and eps, BERT-style init); the modality's feature is the
+    masked mean of its hidden states (``transformer_pool="mean"``, the paper's text) or the
+    output at a new learned 2H CLS (``"cls"``, our own form, not the authors' code).
+    Alignment: the fused sequence has the CLS at position 0, the encoder sequence has no CLS;
+    position 0 of the original side holds the encoder's pooled vector (the original
+    utterance-level summary, as the ``concat`` variant pairs it with the fused CLS), and
+    positions 1.. hold the encoder's hidden states, so every row pairs a time step with its
+    own fused state.
+  - ``"authors"`` (the authors' code): per modality the original hidden states (B, T, H) are
+    concatenated along features with the fused states *without* the fused CLS,
+    ``x[m][:, 1:]``, giving (B, T, 2H) with no pooled vector; a new learned 2H CLS is
+    prepended (mask ``[True ; encoder mask]``) and the sequence runs through PyTorch's own
+    ``nn.TransformerEncoder`` of ``variant_layers`` ``nn.TransformerEncoderLayer`` layers
+    (d_model 2H, the fusion's ``heads``, feed-forward 2048, dropout 0.1, ReLU, eps 1e-5,
+    post-norm, batch first, nested tensors off) with ``src_key_padding_mask = ~mask``; the
+    feature is the output at the CLS. Those layers keep PyTorch's default init
+    (``reset_parameters`` leaves them alone; ``nn.TransformerEncoder`` starts every layer as
+    a copy of one layer). ``transformer_pool`` has no effect in this form.
+
+  Either form: the two modalities concatenated, width 4H.
 
 Width H: ``hidden``, or by default the text encoder's width (768 for roberta-base, the paper's
 setup). When every encoder already has width H there is no projection; otherwise each
 modality gets a ``Linear(D_m, H)`` (applied to its hidden states and, for the variants, its
 pooled vector), so the "original" signals of the variants are the projected ones.
 
+The learned CLS vectors (per modality, and the new 2H CLS of the ``transformer`` variant where
+it has one: ``transformer_pool="cls"`` or the ``authors`` form) are drawn from
+N(0, ``cls_init_std``): 0.02 by default (BERT-style, like every weight); the authors' code
+keeps them in an ``nn.Embedding``, drawn N(0, 1), which the ``authors`` profile sets.
+
 Padding: padded encoder positions are zeroed on entry, so no value there (not even NaN or
 inf) can reach a valid position; padded query rows compute finite values that never feed a
-valid position or a CLS, because they are masked out as keys everywhere.
+valid position or a CLS, because they are masked out as keys everywhere (in the ``authors``
+form too: ``src_key_padding_mask`` excludes them as keys of PyTorch's encoder).
 
 Legend of the letters in shape comments:
     B   batch size
@@ -55,6 +76,7 @@ Legend of the letters in shape comments:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +90,7 @@ from mmml_core.interfaces import EncoderOutput, Fusion
 __all__ = [
     "MODALITIES",
     "default_heads",
+    "FORMS",
     "POOLS",
     "VARIANTS",
     "CrossAttentionFusion",
@@ -78,6 +101,13 @@ __all__ = [
 MODALITIES: tuple[str, str] = ("text", "audio")
 VARIANTS: tuple[str, ...] = ("fused", "concat", "transformer")
 POOLS: tuple[str, ...] = ("mean", "cls")
+#: Forms of the ``transformer`` variant: our own blocks, or the authors' PyTorch encoder.
+FORMS: tuple[str, ...] = ("ours", "authors")
+# The authors' encoder layer: PyTorch's nn.TransformerEncoderLayer defaults, spelled out so
+# that a change of PyTorch's defaults cannot change the model.
+_AUTHORS_FFN = 2048
+_AUTHORS_DROPOUT = 0.1
+_AUTHORS_EPS = 1e-5
 _OTHER = {"text": "audio", "audio": "text"}
 
 
@@ -94,12 +124,23 @@ class CrossAttentionFusionConfig:
     attention_dropout: float = 0.3  # on the attention probabilities, docs/fusion.md
     layer_norm_eps: float = 1e-12  # the BERT/RoBERTa value, matching the text encoder
     variant: str = "fused"  # fused | concat | transformer (paper section 3.4, Table 6)
-    # transformer variant only: the paper says "transformer encoders" (plural); 2 is the
-    # smallest plural stack and keeps the variant's cost near one extra fusion layer
+    # transformer variant only (either form): the paper says "transformer encoders" (plural);
+    # 2 is the smallest plural stack and keeps the variant's cost near one extra fusion layer.
+    # The authors' code uses 3 for English, 2 for Mandarin (the "authors" profile sets these)
     variant_layers: int = 2
     # transformer variant only: "mean" of the hidden states (paper's text) or a new 2H "cls"
     # vector (authors' code)
     transformer_pool: str = "mean"
+    # std of the normal init N(0, std) of every learned CLS vector: the per-modality CLS and
+    # the transformer variant's 2H CLS. 0.02 = BERT-style, as every weight here; the authors'
+    # code uses nn.Embedding(1, H), N(0, 1) (the "authors" profile sets 1.0). > 0, finite
+    cls_init_std: float = 0.02
+    # transformer variant only (no effect on fused / concat): "ours" = the encoder of our
+    # blocks over [pooled ; hidden] | fused states, pooled by transformer_pool; "authors" = the
+    # authors' code: hidden | fused states without the fused CLS, a new 2H CLS, PyTorch's
+    # nn.TransformerEncoder (FFN 2048, dropout 0.1, eps 1e-5, post-norm), read at the CLS
+    # (transformer_pool has no effect there); variant_layers sets its depth
+    transformer_form: str = "ours"
 
     def __post_init__(self) -> None:
         dims = dict(self.input_dims)
@@ -132,6 +173,19 @@ class CrossAttentionFusionConfig:
             )
         if self.variant_layers < 1:
             raise ValueError(f"variant_layers must be at least 1, got {self.variant_layers}")
+        if self.transformer_form not in FORMS:
+            raise ValueError(
+                f"transformer_form must be one of {FORMS}, got {self.transformer_form!r}"
+            )
+        std = self.cls_init_std
+        if (
+            isinstance(std, bool)
+            or not isinstance(std, (int, float))
+            or not math.isfinite(std)
+            or std <= 0
+        ):
+            raise ValueError(f"cls_init_std must be a finite number > 0, got {std!r}")
+        self.cls_init_std = float(std)
 
     @property
     def width(self) -> int:
@@ -265,6 +319,8 @@ class CrossAttentionFusion(Fusion):
         self.mix: nn.ModuleDict | None = None
         self.variant_encoders: nn.ModuleDict | None = None
         self.variant_cls: nn.ParameterDict | None = None
+        self.authors_encoders: nn.ModuleDict | None = None
+        self.authors_cls: nn.ParameterDict | None = None
         if c.variant == "fused":
             self.out_dim = 2 * H
         elif c.variant == "concat":
@@ -275,7 +331,34 @@ class CrossAttentionFusion(Fusion):
                 }
             )
             self.out_dim = 2 * H
-        else:  # transformer
+        elif c.transformer_form == "authors":
+            W = 2 * H
+            # PyTorch's own modules (their default init, their state dict keys), as the
+            # authors' code builds them
+            self.authors_encoders = nn.ModuleDict(
+                {
+                    m: nn.TransformerEncoder(
+                        nn.TransformerEncoderLayer(
+                            d_model=W,
+                            nhead=c.heads,
+                            dim_feedforward=_AUTHORS_FFN,
+                            dropout=_AUTHORS_DROPOUT,
+                            activation="relu",
+                            layer_norm_eps=_AUTHORS_EPS,
+                            batch_first=True,
+                            norm_first=False,
+                        ),
+                        num_layers=c.variant_layers,
+                        enable_nested_tensor=False,
+                    )
+                    for m in MODALITIES
+                }
+            )
+            self.authors_cls = nn.ParameterDict(
+                {m: nn.Parameter(torch.empty(W)) for m in MODALITIES}
+            )
+            self.out_dim = 2 * W
+        else:  # transformer, our form
             W = 2 * H
             self.variant_encoders = nn.ModuleDict(
                 {
@@ -296,9 +379,16 @@ class CrossAttentionFusion(Fusion):
         return {"hidden": 16, "heads": 2, "layers": 2, "variant_layers": 1}
 
     def reset_parameters(self) -> None:
-        """BERT-style init (the encoders' convention): N(0, 0.02) weights and CLS vectors,
-        zero biases, unit LayerNorms."""
+        """BERT-style init (the encoders' convention): N(0, 0.02) weights, zero biases, unit
+        LayerNorms; CLS vectors N(0, ``cls_init_std``). The ``authors`` form's PyTorch
+        encoders keep PyTorch's default init and are not touched here."""
+        pytorch_init: set[nn.Module] = set()
+        if self.authors_encoders is not None:
+            pytorch_init = set(self.authors_encoders.modules())
+        std = self.config.cls_init_std
         for module in self.modules():
+            if module in pytorch_init:
+                continue
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
@@ -306,10 +396,11 @@ class CrossAttentionFusion(Fusion):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
         for p in self.cls.values():
-            nn.init.normal_(p, std=0.02)
-        if self.variant_cls is not None:
-            for p in self.variant_cls.values():
-                nn.init.normal_(p, std=0.02)
+            nn.init.normal_(p, std=std)
+        for extra in (self.variant_cls, self.authors_cls):
+            if extra is not None:
+                for p in extra.values():
+                    nn.init.normal_(p, std=std)
 
     def _with_cls(self, x: Tensor, keep: Tensor, cls: Tensor) -> tuple[Tensor, Tensor]:
         """Prepend a learned vector and a keep to a sequence and its mask."""
@@ -351,6 +442,17 @@ class CrossAttentionFusion(Fusion):
                 for m in MODALITIES
             ]
             return torch.cat(feats, dim=-1)  # (B, 2H)
+
+        if self.authors_encoders is not None:
+            assert self.authors_cls is not None
+            feats = []
+            for m in MODALITIES:
+                # the original hidden states beside the fused states without the fused CLS
+                z = torch.cat([original[m], x[m][:, 1:]], dim=-1)  # (B, T, W)
+                z, keep = self._with_cls(z, mask[m][:, 1:], self.authors_cls[m])  # (B, T+1, W)
+                z = self.authors_encoders[m](z, src_key_padding_mask=~keep)  # (B, T+1, W)
+                feats.append(z[:, 0])  # (B, W), the new CLS
+            return torch.cat(feats, dim=-1)  # (B, 2W) = (B, 4H)
 
         assert self.variant_encoders is not None
         feats = []
