@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from mmml_core.data import demo_root, load_dataset
-from mmml_core.data.make_demo import LEVELS, PREDICATES, label_report, plan
+from mmml_core.data.make_demo import ECHO_PREDICATES, LEVELS, PREDICATES, label_report, plan
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,11 @@ def test_demo_csv_is_what_the_generator_plans_for_seed_0(demo) -> None:
 
 
 def test_text_label_follows_the_documented_lexicon(demo) -> None:
+    """An ordinary clip's predicate sets its label_T; an echo clip's text refers back and
+    its label_T is the previous clip's (same video), never after another echo or first."""
+    previous = None
+    previous_was_echo = False
+    echoes = 0
     for row in demo.rows:
         found = [
             lvl
@@ -73,16 +78,32 @@ def test_text_label_follows_the_documented_lexicon(demo) -> None:
             for p in phrases
             if row.text.endswith(f" {p}.")
         ]
-        assert found == [row.label_T], row.text
+        if any(row.text.endswith(f" {p}.") for p in ECHO_PREDICATES):
+            echoes += 1
+            assert found == [], row.text
+            assert previous is not None and previous.video_id == row.video_id, row.text
+            assert previous_was_echo is False, row.text
+            assert row.label_T == previous.label_T, row.text
+            previous_was_echo = True
+        else:
+            assert found == [row.label_T], row.text
+            previous_was_echo = False
+        previous = row
+    assert 0.15 * len(demo.rows) < echoes < 0.3 * len(demo.rows)
 
 
 def test_readme_reports_the_label_only_bounds(demo) -> None:
-    report = label_report([(r.label_T, r.label_A, r.label, r.mode) for r in demo.rows])
+    planned = plan(0)
+    report = label_report(
+        [(r.label_T, r.label_A, r.label, r.mode) for r in demo.rows], [u.echo for u in planned]
+    )
     assert report in (demo.root / "README.md").read_text(encoding="utf-8")
     lines = report.splitlines()
-    assert lines[2].startswith("| text only (label_T) | 77.8 | 55.6 | 33.3 |")
-    assert lines[3].startswith("| audio only (label_A) | 77.8 | 55.6 | 33.3 |")
     assert lines[4].startswith("| both | 100.0 | 100.0 | 100.0 | 0.000 | 1.000 |")
+    without = [ln for ln in lines if ln.startswith("| both, without context |")]
+    assert len(without) == 1
+    acc2 = float(without[0].split("|")[2])
+    assert acc2 < 95.0  # context is needed for the echo clips
 
 
 def _f0(wave: np.ndarray, sr: int = 16000) -> float:
@@ -101,9 +122,10 @@ def _f0(wave: np.ndarray, sr: int = 16000) -> float:
 def test_audio_label_is_carried_by_pitch_and_rate(demo) -> None:
     train = demo.split("train")
     by_level: dict[float, list[tuple[float, float]]] = {lvl: [] for lvl in LEVELS}
+    spoken = {(u.video_id, u.clip_id): u.speech for u in plan(0)}
     for i, row in enumerate(train.rows[:60]):
         wave = train[i]["audio"]
-        words = len(row.text.split())
+        words = len(spoken[row.video_id, row.clip_id].split())  # the sentence the audio says
         by_level[row.label_A].append((_f0(wave), len(wave) / 16000 / words))
     pitch = [np.median([p for p, _ in by_level[lvl]]) for lvl in LEVELS]
     sec_per_word = [np.median([s for _, s in by_level[lvl]]) for lvl in LEVELS]

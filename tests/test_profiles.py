@@ -98,7 +98,7 @@ def test_head_layers_builds_the_authors_concatenation_head():
         "net.1.weight", "net.1.bias", "net.3.weight", "net.3.bias", "net.5.weight", "net.5.bias"
     ]  # fmt: skip
     with pytest.raises(ValueError, match="layers"):
-        MLPHeadConfig(in_dim=4, layers=2)
+        MLPHeadConfig(in_dim=4, layers=1)
 
 
 # -- the engine: optimizer per epoch, ties, single-modality label -----------------------------

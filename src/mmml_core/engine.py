@@ -311,7 +311,7 @@ def evaluate(
         with torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"
         ):
-            out = model(batch_t["inputs"])
+            out = model(batch_t["inputs"], batch_t.get("context"))
         total, _ = loss_fn(out, loss_targets(batch_t["targets"], single_modality, own_label))
         n = len(batch["ids"])
         loss_sum += total.float() * n
@@ -525,7 +525,7 @@ def _setup(
         loss_fn=loss_fn,
         params=params,
         optim=optim,
-        collate=make_collate(dict(model.encoders), _target_heads(spec)),
+        collate=make_collate(dict(model.encoders), _target_heads(spec), spec.empty_context),
         train_split=train_split,
         valid_split=valid_split,
         test_split=test_split,
@@ -605,7 +605,7 @@ def _train_epoch(run: _Seed, epoch: int, progress: bool = False) -> float:
     for batch in loader:
         batch_t = _to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            preds = run.model(batch_t["inputs"])
+            preds = run.model(batch_t["inputs"], batch_t.get("context"))
         total, _ = run.loss_fn(preds, loss_targets(batch_t["targets"], single, run.own_label))
         run.optim.zero_grad(set_to_none=True)
         total.backward()

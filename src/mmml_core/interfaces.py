@@ -129,6 +129,38 @@ class FeatureEncoder(Component):
         """
         return {}
 
+    def join_context(self, items: Sequence[Any]) -> Any:
+        """One raw item from the raw items of earlier utterances, oldest first (a context
+        model's input, docs/data.md#context; never called with an empty list). The default
+        joins texts with a space and concatenates 1-D sample arrays (the encoder's
+        ``preprocess`` then cuts them like any clip); other modalities must override it."""
+        if all(isinstance(x, str) for x in items):
+            return " ".join(items)
+        if all(hasattr(x, "shape") and len(x.shape) == 1 for x in items):
+            import numpy as np
+
+            return np.concatenate([np.asarray(x) for x in items])
+        raise TypeError(
+            f"{type(self).__name__} cannot join context items of modality {self.modality!r}; "
+            "override join_context"
+        )
+
+    def empty_context(self) -> Any:
+        """The raw input an item without earlier utterances reads under
+        ``data.empty_context=encode`` (the authors' context model encodes one): ``""`` for
+        text, no samples for audio (the encoder's ``preprocess`` decides what an empty clip
+        becomes); other modalities must override it."""
+        if self.modality == "text":
+            return ""
+        if self.modality == "audio":
+            import numpy as np
+
+            return np.zeros(0, dtype=np.float32)
+        raise TypeError(
+            f"{type(self).__name__} has no empty {self.modality!r} input; override "
+            "empty_context or use data.empty_context=mask"
+        )
+
     def load_input(self, value: Any) -> Any:
         """A raw item of this modality from a user's value (``mmml-bench predict``): the
         string itself for text, a file path (any format soundfile reads) or 16 kHz samples for

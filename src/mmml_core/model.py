@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from mmml_core import registry
@@ -37,6 +38,17 @@ class ModelSpec:
     head: ComponentSpec = field(default_factory=lambda: ComponentSpec("mlp"))
     subnet_head: ComponentSpec = field(default_factory=lambda: ComponentSpec("linear"))
     heads: tuple[str, ...] | None = None  # None: every head the model has
+    # conversational context (docs/architecture.md#context): the same encoders and fusion
+    # also run on each item's context inputs, and every head reads the concatenation of the
+    # current and the context features (so its input is twice as wide)
+    context: bool = False
+    # an item without earlier utterances: "mask" (zero context features) or "encode" (the
+    # encoders read an empty input: the authors' code); see data.empty_context
+    empty_context: str = "mask"
+    # scale each context feature by tanh(g) with a learned g that starts at 0, so a context
+    # model starts as the model without context and learns how much of the context to use
+    # (the authors' context model has no gate: profile authors turns it off)
+    context_gate: bool = True
 
     def __post_init__(self) -> None:
         self.encoders = {m: ComponentSpec.coerce(s) for m, s in self.encoders.items()}
@@ -79,6 +91,9 @@ class ModelSpec:
             "head": c(self.head),
             "subnet_head": c(self.subnet_head),
             "heads": list(self.heads),
+            "context": self.context,
+            "empty_context": self.empty_context,
+            "context_gate": self.context_gate,
         }
 
     @classmethod
@@ -86,6 +101,8 @@ class ModelSpec:
         d = dict(d)
         heads = d.get("heads")
         d["heads"] = None if heads is None else tuple(heads)
+        d["context"] = bool(d.get("context", False))  # checkpoints before context: none
+        d.setdefault("context_gate", True)
         return cls(**d)
 
 
@@ -111,6 +128,11 @@ class MultimodalModel(nn.Module):
         self.head = head
         self.subnet_heads = nn.ModuleDict(dict(subnet_heads))  # keyed by modality
         self.head_names = {m: head_name(e) for m, e in self.encoders.items()}  # modality -> head
+        # the context gates (spec.context_gate): one per context feature, tanh(0) = 0 at start
+        self.context_gates: nn.ParameterDict | None = None
+        if spec.context and spec.context_gate:
+            names = (["fused"] if fusion is not None else []) + list(self.encoders)
+            self.context_gates = nn.ParameterDict({n: nn.Parameter(torch.zeros(1)) for n in names})
 
     @property
     def modalities(self) -> list[str]:
@@ -119,22 +141,77 @@ class MultimodalModel(nn.Module):
     def encode(self, inputs: Mapping[str, Mapping[str, Tensor]]) -> dict[str, EncoderOutput]:
         return {m: self.encoders[m](x) for m, x in inputs.items() if m in self.encoders}
 
-    def forward(self, inputs: Mapping[str, Mapping[str, Tensor]]) -> dict[str, Tensor]:
+    def forward(
+        self,
+        inputs: Mapping[str, Mapping[str, Tensor]],
+        context: Mapping[str, Any] | None = None,
+    ) -> dict[str, Tensor]:
+        """Predictions per head. ``context`` (a context model only; the collate's
+        ``batch["context"]``): ``present`` (B,) bool, which items have earlier utterances, and
+        ``inputs``, the encoder inputs of those items' context (None when none has one).
+        Without it every item counts as having no context."""
         missing_all = [m for m in inputs if m not in self.encoders]
         if missing_all:
             raise KeyError(f"inputs for {missing_all}, but the model encodes {self.modalities}")
         encoded = self.encode(inputs)
+        fuse = self.fusion is not None and self.head is not None
+        fuse = fuse and len(encoded) == len(self.encoders)
+        fused = self.fusion(encoded) if fuse else None  # (B, F)
+        pooled = {m: out.pooled for m, out in encoded.items()}  # each (B, D)
+        if self.spec.context:
+            fused, pooled = self._with_context(fused, pooled, context)
         preds: dict[str, Tensor] = {}
-        if self.fusion is not None and self.head is not None and len(encoded) == len(self.encoders):
-            preds["M"] = self.head(self.fusion(encoded))  # (B,)
-        for m, out in encoded.items():
+        if fused is not None:
+            preds["M"] = self.head(fused)  # (B,)
+        for m, vector in pooled.items():
             if m in self.subnet_heads:
-                preds[self.head_names[m]] = self.subnet_heads[m](out.pooled)  # (B,)
+                preds[self.head_names[m]] = self.subnet_heads[m](vector)  # (B,)
         if not preds:
             raise ValueError(
                 f"no head can predict from {sorted(inputs)} alone; heads: {list(self.spec.heads)}"
             )
         return preds
+
+    def _with_context(
+        self,
+        fused: Tensor | None,
+        pooled: Mapping[str, Tensor],
+        context: Mapping[str, Any] | None,
+    ) -> tuple[Tensor | None, dict[str, Tensor]]:
+        """Current features joined with the context's: the same encoders and the same fusion
+        (shared weights) on the items that have context; zeros, so masked out, for the items
+        that have none (docs/architecture.md#context)."""
+        first = fused if fused is not None else next(iter(pooled.values()))
+        b = first.shape[0]
+        present = None if context is None else context.get("present")
+        ctx_inputs = None if context is None else context.get("inputs")
+        ctx_fused: Tensor | None = None
+        ctx_pooled: dict[str, Tensor] = {}
+        if present is not None and ctx_inputs and bool(present.any()):
+            rows = present.nonzero().squeeze(1)  # (P,) the items with context
+            enc = self.encode({m: ctx_inputs[m] for m in pooled if m in ctx_inputs})
+            if fused is not None:
+                sub = self.fusion(enc)  # (P, F)
+                ctx_fused = sub.new_zeros(b, sub.shape[1]).index_copy(0, rows, sub)
+            for m, out in enc.items():
+                v = out.pooled  # (P, D)
+                ctx_pooled[m] = v.new_zeros(b, v.shape[1]).index_copy(0, rows, v)
+        gates = self.context_gates
+        if fused is not None:
+            if ctx_fused is None:
+                ctx_fused = torch.zeros_like(fused)
+            elif gates is not None:
+                ctx_fused = ctx_fused * torch.tanh(gates["fused"])
+            fused = torch.cat([fused, ctx_fused.to(fused.dtype)], dim=-1)  # (B, 2F)
+        out = {}
+        for m, v in pooled.items():
+            c = ctx_pooled.get(m)
+            if c is None:
+                c = torch.zeros_like(v)
+            elif gates is not None:
+                c = c * torch.tanh(gates[m])
+            out[m] = torch.cat([v, c.to(v.dtype)], -1)
+        return fused, out  # pooled: each (B, 2D)
 
     def preprocess(self, raw: Mapping[str, Any]) -> dict[str, dict[str, Tensor]]:
         """Raw items per modality -> encoder inputs (what the DataLoader collate does)."""
@@ -169,6 +246,7 @@ def build_model(spec: ModelSpec | Mapping[str, Any]) -> MultimodalModel:
             )
         encoders[modality] = enc
     dims = {m: e.dim for m, e in encoders.items()}
+    width = 2 if spec.context else 1  # heads read current and context features
 
     fusion = head = None
     if spec.fusion is not None:
@@ -181,11 +259,13 @@ def build_model(spec: ModelSpec | Mapping[str, Any]) -> MultimodalModel:
         fusion = registry.create("fusion", spec.fusion.name, **fcfg)
         if "M" in spec.heads:
             head = registry.create(
-                "head", spec.head.name, in_dim=fusion.out_dim, **spec.head.config
+                "head", spec.head.name, in_dim=fusion.out_dim * width, **spec.head.config
             )
 
     subnet_heads = {
-        m: registry.create("head", spec.subnet_head.name, in_dim=dims[m], **spec.subnet_head.config)
+        m: registry.create(
+            "head", spec.subnet_head.name, in_dim=dims[m] * width, **spec.subnet_head.config
+        )
         for m in encoders
         if head_name(encoders[m]) in spec.heads
     }

@@ -150,7 +150,12 @@ def model_param_groups(model: Any, groups: Mapping[str, OptimGroup]) -> list[dic
     if model.fusion is not None:
         parts["fusion"] = list(model.fusion.parameters())
     head = [] if model.head is None else list(model.head.parameters())
-    parts["heads"] = [*head, *model.subnet_heads.parameters()]
+    gates = getattr(model, "context_gates", None)  # a context model's gates read with heads
+    parts["heads"] = [
+        *head,
+        *model.subnet_heads.parameters(),
+        *(gates.parameters() if gates else ()),
+    ]
     missing = [g for g in parts if g not in groups]
     if missing:
         raise ValueError(f"no settings for parameter group(s) {missing}")

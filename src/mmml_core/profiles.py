@@ -16,11 +16,12 @@ one with the layer ``profile 'authors'`` as its origin (docs/training.md#profile
     sample mask handed to the transformers model as their loader does; the fusion's CLS vectors
     drawn from N(0, 1) (an embedding); subnet heads with dropout 0.3; their form of the
     ``transformer`` variant (3 layers for English, 2 for Mandarin); a four-layer head on the
-    concatenation baseline; a new AdamW every epoch at lr 5e-6 for every parameter, batch 8,
+    concatenation baseline and a two-layer one on the context model; a new AdamW every epoch at lr 5e-6 for every parameter, batch 8,
     uniform shuffling, fp32; a tie in validation Acc2 goes to the later epoch; a
     single-modality model learns its own modality's label where the dataset has one (their
     Table 2 on CH-SIMS); MOSEI's clips without usable audio are dropped (and listed); the
-    openSMILE baseline reads LLDs with their deltas.
+    openSMILE baseline reads LLDs with their deltas; a context model encodes the empty
+    context of a first utterance instead of masking it out.
 
 Settings only a component has (``padding``, ``masking``, ``cls_init_std``, ...) are applied to
 the components that have such a field; a third-party component without it is left as it is.
@@ -41,23 +42,33 @@ DEFAULT_PROFILE = "paper"
 _AUTHORS_VARIANT_LAYERS = {"en": 3, "zh": 2}
 
 
-def profile_layer(name: str, *, kind: str | None, language: str, fusion: str | None) -> dict:
+def profile_layer(
+    name: str, *, kind: str | None, language: str, fusion: str | None, context: bool = False
+) -> dict:
     """The configuration layer of profile ``name`` for a run on dataset kind ``kind`` (its
-    text ``language``) with fusion ``fusion`` (None: a single-modality model). Keys under
-    ``fields`` fill component fields, by role, that no layer above sets."""
+    text ``language``) with fusion ``fusion`` (None: a single-modality model), reading
+    conversational ``context`` or not. Keys under ``fields`` fill component fields, by role,
+    that no layer above sets."""
     if name not in PROFILES:
         raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {name!r}")
     if name == "paper":
         return {}
     english = language == "en"
     head: dict[str, Any] = {}
-    if fusion == "concat":
+    if context:
+        # their context model's fused head: Dropout, 4 x 1024 -> 768 -> 1
+        head.update(layers=2, hidden=768)
+    elif fusion == "concat":
         # their concatenation baseline: Dropout, 1536 -> 768 -> 768 -> 512 -> 1
         head["layers"] = 4
     data: dict[str, Any] = {"recase": "on" if english else "off"}
+    if context:
+        # an item without an earlier utterance reads an empty text and an empty clip, which
+        # their context model encodes (instead of masking its context out)
+        data["empty_context"] = "encode"
     if kind == "mosei":
         data["skip_unusable"] = True  # their six MOSEI clips (docs/data.md)
-    return {
+    layer: dict[str, Any] = {
         "data": data,
         "train": {
             "lr": 5e-6,  # their run script: one rate for every parameter
@@ -86,3 +97,6 @@ def profile_layer(name: str, *, kind: str | None, language: str, fusion: str | N
             "head": head,
         },
     }
+    if context:
+        layer["model"] = {"context_gate": False}  # their context features enter ungated
+    return layer

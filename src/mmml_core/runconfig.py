@@ -15,9 +15,11 @@ Every layer has the same shape (the shape of a configuration file)::
 
     seeds = [1, 11, 111]
     profile = "paper"   # or "authors"
-    [data]    dataset, kind, max_audio_seconds, max_items, recase, skip_unusable
+    [data]    dataset, kind, max_audio_seconds, max_items, recase, skip_unusable,
+              text_context, audio_context, context_order, empty_context
     [model]   encoders = {MODALITY = {name, config}}, fusion = {name, config} | "none",
-              head, subnet_head, heads = ["M", "T", "A"], modalities = ["text", "audio"]
+              head, subnet_head, heads = ["M", "T", "A"], modalities = ["text", "audio"],
+              context_gate = true
     [loss]    name, config
     [train]   the fields of :class:`mmml_core.engine.TrainConfig`
     [optim]   GROUP = {lr, weight_decay}: one parameter group's settings, GROUP a modality
@@ -83,7 +85,7 @@ SECTIONS: tuple[str, ...] = (
     "seeds",
     "output",
 )
-_MODEL_KEYS = ("encoders", "fusion", "head", "subnet_head", "heads", "modalities")
+_MODEL_KEYS = ("encoders", "fusion", "head", "subnet_head", "heads", "modalities", "context_gate")
 _ROLES = ("fusion", "head", "subnet_head")  # model components besides the encoders
 # sections that neither the model nor the data depends on (problem keys start with them)
 _LATER_SECTIONS = frozenset({"train", "optim", "loss", "seeds", "output"})
@@ -197,6 +199,18 @@ class DataConfig:
     # (six MOSEI clips have no usable audio); the run lists the dropped rows. Off by
     # default: a row is never dropped unless asked. Schema problems stay errors
     skip_unusable: bool = False
+    # conversational context (docs/data.md#context): each item also reads the texts / clips
+    # of this many earlier utterances of its video in its split; 0 = none. With any window
+    # set, every modality of the model needs one, and the heads read current and context
+    text_context: int = 0
+    audio_context: int = 0
+    # the order "earlier" means: clip = clip ids in natural order (the authors' sort);
+    # file = the rows' order in label.csv
+    context_order: str = "clip"
+    # an item without an earlier utterance: mask = its context features are zeros (the
+    # encoders do not run on it); encode = its encoders read an empty input (an empty text,
+    # an empty clip), the authors' code's behaviour (profile authors)
+    empty_context: str = "mask"
 
     def __post_init__(self) -> None:
         if self.max_audio_seconds is not None and not self.max_audio_seconds > 0:
@@ -209,6 +223,20 @@ class DataConfig:
             )
         if not isinstance(self.skip_unusable, bool):
             raise ValueError(f"skip_unusable must be true or false, got {self.skip_unusable!r}")
+        for name in ("text_context", "audio_context"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        if self.context_order not in ("clip", "file"):
+            raise ValueError(f"context_order must be clip or file, got {self.context_order!r}")
+        if self.empty_context not in ("mask", "encode"):
+            raise ValueError(f"empty_context must be mask or encode, got {self.empty_context!r}")
+
+    @property
+    def context(self) -> dict[str, int]:
+        """modality -> context window, only the windows set (> 0)."""
+        windows = {"text": self.text_context, "audio": self.audio_context}
+        return {m: w for m, w in windows.items() if w}
 
 
 @dataclass
@@ -236,6 +264,12 @@ class ModelConfig:
     subnet_head: ComponentSpec
     heads: list[str]
     subnet_heads: dict[str, str]  # modality -> head name (T, A, ...)
+    # conversational context on (data.text_context / data.audio_context): the fusion also
+    # runs on the context pair, the heads read current and context features
+    context: bool = False
+    empty_context: str = "mask"  # data.empty_context
+    # a context model's features scaled by tanh(g), g learned from 0 (model.context_gate)
+    context_gate: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -244,6 +278,9 @@ class ModelConfig:
             "head": self.head.to_dict(),
             "subnet_head": self.subnet_head.to_dict(),
             "heads": list(self.heads),
+            "context": self.context,
+            "empty_context": self.empty_context,
+            "context_gate": self.context_gate,
         }
 
 
@@ -414,7 +451,7 @@ class _Merger:
                     self._component(encoders, modality, f"{path}.{modality}", spec, layer)
             elif key in _ROLES:
                 self._component(model, key, path, v, layer)
-            elif key in ("heads", "modalities"):
+            elif key in ("heads", "modalities", "context_gate"):
                 model[key] = copy.deepcopy(v)
                 self._set(path, layer.label(path))
             else:
@@ -894,6 +931,11 @@ class _Resolver:
             kind=self.kind_name,
             language=self.language,
             fusion=fusion.get("name") if isinstance(fusion, Mapping) else None,
+            context=any(
+                isinstance(v, int) and v > 0
+                for k, v in (self.merged.get("data") or {}).items()
+                if k in ("text_context", "audio_context")
+            ),
         )
         fields = layer.pop("fields", {})
         label = f"profile {self.profile!r}"
@@ -1068,9 +1110,42 @@ class _Resolver:
         head = self.role("head", "head", model_in.get("head"), ["in_dim"])
         subnet_head = self.role("subnet_head", "head", model_in.get("subnet_head"), ["in_dim"])
         heads = self.heads(mods, subnet, fusion is not None)
+        context = self.context(mods, data)
         if len(encoders) != len(mods) or head is None or subnet_head is None:
             return None
-        return ModelConfig(encoders, fusion, head, subnet_head, heads, subnet)
+        empty = data.empty_context if data is not None else "mask"
+        gate = model_in.get("context_gate", True)
+        if not isinstance(gate, bool):
+            self.problem("model.context_gate", f"must be true or false, got {gate!r}")
+            gate = True
+        return ModelConfig(encoders, fusion, head, subnet_head, heads, subnet, context, empty, gate)
+
+    def context(self, mods: Sequence[str], data: DataConfig | None) -> bool:
+        """Whether the model reads context: a window is set; then every modality needs one
+        (the fusion runs on a context pair) and no window may name a modality the run lacks."""
+        if data is None or not data.context:
+            return False
+        windows = data.context
+        for m, window in windows.items():
+            if m not in mods:
+                self.problem(
+                    f"data.{m}_context",
+                    f"a {m} context window ({window}), but the run's modalities are {list(mods)}",
+                )
+        for m in mods:
+            if m not in windows:
+                given = ", ".join(f"data.{k}_context={w}" for k, w in windows.items())
+                supported = m in ("text", "audio")
+                fix = f"set data.{m}_context >= 1" if supported else "leave the windows at 0"
+                self.problems.append(
+                    Problem(
+                        f"data.{m}_context" if supported else "data.text_context",
+                        f"context is on ({given}) but modality {m!r} has no context window: "
+                        f"every modality of the model reads its context; {fix}",
+                        self.origins.get(f"data.{next(iter(windows))}_context"),
+                    )
+                )
+        return True
 
     def role(
         self, role: str, kind: str, value: Any, filled: Sequence[str], path: str | None = None
@@ -1287,6 +1362,8 @@ def settings(cfg: RunConfig) -> dict[str, Any]:
             for key, value in _full_config(kind, spec, skip).items():
                 out[f"{role}.{key}"] = value
     out["heads"] = list(model.heads)
+    if model.context:
+        out["model.context_gate"] = model.context_gate
     for group, o in cfg.optim.items():
         for key, value in o.to_dict().items():
             out[f"optim.{group}.{key}"] = value

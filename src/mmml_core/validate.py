@@ -176,13 +176,14 @@ def _build_on_meta(cfg: RunConfig, problems: list[Problem]) -> MultimodalModel |
 
     head = None
     heads_ok = True
+    width = 2 if model_cfg.context else 1  # heads read current and context features
     if fusion is not None and "M" in model_cfg.heads:
-        head = _head("head", model_cfg.head, fusion.out_dim, origins, problems)
+        head = _head("head", model_cfg.head, fusion.out_dim * width, origins, problems)
         heads_ok = head is not None
     subnet = {}
     for m in encoders:
         if model_cfg.subnet_heads[m] in model_cfg.heads:
-            built = _head("subnet_head", model_cfg.subnet_head, dims[m], origins, problems)
+            built = _head("subnet_head", model_cfg.subnet_head, dims[m] * width, origins, problems)
             if built is None:
                 heads_ok = False
                 break
@@ -195,6 +196,9 @@ def _build_on_meta(cfg: RunConfig, problems: list[Problem]) -> MultimodalModel |
         head=model_cfg.head,
         subnet_head=model_cfg.subnet_head,
         heads=tuple(model_cfg.heads),
+        context=model_cfg.context,
+        empty_context=model_cfg.empty_context,
+        context_gate=model_cfg.context_gate,
     )
     model = MultimodalModel(spec, encoders, fusion, head, subnet)
     if fusion is not None:  # the fusion's config as built, input widths included
@@ -230,7 +234,14 @@ def _load_dataset(cfg: RunConfig, problems: list[Problem]) -> Any:
     origin = origins.get("data.dataset") if root is not None else origins.get("data.kind")
     try:
         kind = registry.create("dataset", data.kind)
-        extra, refused = load_options(kind, recase=data.recase, skip_unusable=data.skip_unusable)
+        extra, refused = load_options(
+            kind,
+            recase=data.recase,
+            skip_unusable=data.skip_unusable,
+            text_context=data.text_context,
+            audio_context=data.audio_context,
+            context_order=data.context_order,
+        )
         for name in refused:
             problems.append(
                 Problem(

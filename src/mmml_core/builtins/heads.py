@@ -22,12 +22,13 @@ class MLPHeadConfig:
     hidden2: int = 512  # second layer width of the paper's three-layer head
     dropout: float = 0.3  # the fusion network's dropout (docs/fusion.md)
     # linear layers: 3 = in -> hidden -> hidden2 -> 1 (the paper); each one more adds a
-    # hidden -> hidden layer after the first (4: the authors' concatenation baseline)
+    # hidden -> hidden layer after the first (4: the authors' concatenation baseline);
+    # 2 = in -> hidden -> 1 (the authors' context model; hidden2 unused)
     layers: int = 3
 
     def __post_init__(self) -> None:
-        if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 3:
-            raise ValueError(f"layers must be an integer >= 3, got {self.layers!r}")
+        if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 2:
+            raise ValueError(f"layers must be an integer >= 2, got {self.layers!r}")
 
 
 class MLPHead(Head):
@@ -37,6 +38,9 @@ class MLPHead(Head):
         super().__init__(config)
         c = config
         body: list[nn.Module] = [nn.Dropout(c.dropout), nn.Linear(c.in_dim, c.hidden), nn.ReLU()]
+        if c.layers == 2:
+            self.net = nn.Sequential(*body, nn.Linear(c.hidden, 1))
+            return
         for _ in range(c.layers - 3):
             body += [nn.Linear(c.hidden, c.hidden), nn.ReLU()]
         self.net = nn.Sequential(

@@ -21,7 +21,8 @@ from typing import Any
 __all__ = ["configure_parser", "run"]
 
 OVERRIDE_HELP = """key=value overrides, applied last: train.FIELD (e.g. train.lr=1e-4,
-train.max_epochs=5), data.FIELD (e.g. data.max_items=40 for a quick smoke run), seeds=1,2,
+train.max_epochs=5), data.FIELD (e.g. data.max_items=40 for a quick smoke run;
+data.text_context=2 data.audio_context=1 to read earlier utterances), profile=authors, seeds=1,2,
 MODALITY.FIELD for that modality's encoder (e.g. text.checkpoint=random:tiny,
 audio.freeze_feature_extractor=false), fusion.FIELD (e.g. fusion.layers=2), head.FIELD,
 subnet_head.FIELD, loss.FIELD (e.g. loss.weights={"M":1}), output.dir"""
@@ -85,8 +86,9 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--preset",
         metavar="NAME",
-        help="a bundled configuration: demo, paper-mosi, paper-mosei, paper-sims, and their "
-        "authors-mosi, authors-mosei, authors-sims twins (the authors profile)",
+        help="a bundled configuration: demo, paper-mosi, paper-mosei, paper-sims, their "
+        "authors-mosi, authors-mosei, authors-sims twins (the authors profile), and the "
+        "context models paper-mosi-context, paper-mosei-context",
     )
     parser.add_argument(
         "--out",
@@ -106,8 +108,9 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="resolve and print the configuration, build every component on the meta "
-        "device and validate the dataset; report every problem; train nothing",
+        help="resolve and print the configuration (also when a check fails), build every "
+        "component on the meta device and validate the dataset; report every problem; "
+        "train nothing",
     )
     parser.add_argument(
         "--no-progress",
@@ -252,6 +255,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         checked = check_run(cfg)
     except ConfigError as exc:
+        if args.dry_run:  # what resolved is still worth seeing (e.g. checkpoints not here)
+            print(json.dumps(cfg.to_dict(), indent=2))
+            print(
+                "mmml-bench: the configuration above resolved; its checks found problems",
+                file=sys.stderr,
+            )
         return _error(str(exc))
     if args.dry_run:
         print(json.dumps(checked.resolved(), indent=2))

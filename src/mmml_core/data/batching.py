@@ -37,10 +37,14 @@ __all__ = [
 ]
 
 
-class Batch(TypedDict):
+class Batch(TypedDict, total=False):
     ids: list[str]
     inputs: dict[str, dict[str, Tensor]]  # modality -> encoder.preprocess output
     targets: dict[str, Tensor]  # head -> (B,) float32
+    # items that carry a context (data.text_context / audio_context): "present" (B,) bool,
+    # "inputs" modality -> preprocess output of the present items' joined context (None if
+    # no item of the batch has one)
+    context: dict[str, Any]
 
 
 def target(item: Mapping[str, Any], head: str) -> float:
@@ -63,6 +67,7 @@ def collate(
     items: Sequence[Mapping[str, Any]],
     encoders: Mapping[str, FeatureEncoder],
     heads: Sequence[str],
+    empty_context: str = "mask",
 ) -> Batch:
     """Batch dataset items: one ``preprocess`` call per modality on ``item[modality]``, and a
     (B,) float32 target for each of ``heads`` (see :func:`target` for heads an item lacks)."""
@@ -82,24 +87,67 @@ def collate(
         head: torch.tensor([target(item, head) for item in items], dtype=torch.float32)
         for head in heads
     }
-    return {"ids": [item["id"] for item in items], "inputs": inputs, "targets": targets}
+    batch: Batch = {"ids": [item["id"] for item in items], "inputs": inputs, "targets": targets}
+    if any("context" in item for item in items):
+        batch["context"] = _context(items, encoders, empty_context)
+    return batch
+
+
+def _context(
+    items: Sequence[Mapping[str, Any]], encoders: Mapping[str, FeatureEncoder], empty: str
+) -> dict:
+    """The context part of a batch: which items have earlier utterances (every modality's
+    list non-empty) and, for those, each encoder's ``preprocess`` of its joined context
+    (:meth:`~mmml_core.interfaces.FeatureEncoder.join_context`). With ``empty="mask"``
+    items without context are left out of the encoders' work (the model gives them zero
+    context features); with ``"encode"`` they count as present and read the encoder's
+    :meth:`~mmml_core.interfaces.FeatureEncoder.empty_context` input."""
+    contexts = [item.get("context") or {} for item in items]
+    lacking = [m for m in encoders if m not in contexts[0]]
+    if lacking:
+        raise KeyError(
+            f"item {items[0].get('id')!r} carries context for {sorted(contexts[0])}, not for "
+            f"{lacking}: every modality of a context model needs a window"
+        )
+    present = [all(len(c.get(m) or ()) > 0 for m in encoders) for c in contexts]
+    if empty == "encode":
+        joined = {
+            m: [enc.join_context(c[m]) if p else enc.empty_context() for c, p in
+                zip(contexts, present, strict=True)]
+            for m, enc in encoders.items()
+        }  # fmt: skip
+        inputs = {m: enc.preprocess(joined[m]) for m, enc in encoders.items()}
+        return {"present": torch.ones(len(items), dtype=torch.bool), "inputs": inputs}
+    inputs = None
+    if any(present):
+        kept = [c for c, p in zip(contexts, present, strict=True) if p]
+        inputs = {
+            m: enc.preprocess([enc.join_context(c[m]) for c in kept]) for m, enc in encoders.items()
+        }
+    return {"present": torch.tensor(present, dtype=torch.bool), "inputs": inputs}
 
 
 class Collator:
     """``collate`` bound to the encoders and heads: a picklable ``collate_fn`` for DataLoader
     workers."""
 
-    def __init__(self, encoders: Mapping[str, FeatureEncoder], heads: Sequence[str]) -> None:
+    def __init__(
+        self, encoders: Mapping[str, FeatureEncoder], heads: Sequence[str], empty: str = "mask"
+    ) -> None:
         self.encoders = dict(encoders)
         self.heads = tuple(heads)
+        self.empty = empty
 
     def __call__(self, items: Sequence[Mapping[str, Any]]) -> Batch:
-        return collate(items, self.encoders, self.heads)
+        return collate(items, self.encoders, self.heads, self.empty)
 
 
-def make_collate(encoders: Mapping[str, FeatureEncoder], heads: Sequence[str]) -> Collator:
-    """A picklable ``collate_fn`` for ``encoders`` and the target ``heads``."""
-    return Collator(encoders, heads)
+def make_collate(
+    encoders: Mapping[str, FeatureEncoder], heads: Sequence[str], empty_context: str = "mask"
+) -> Collator:
+    """A picklable ``collate_fn`` for ``encoders`` and the target ``heads``
+    (``empty_context``: ``data.empty_context``, for context models)."""
+    return Collator(encoders, heads, empty_context)
 
 
 class LengthBucketSampler(Sampler[list[int]]):

@@ -50,7 +50,13 @@ __all__ = [
 
 #: The optional keywords of :meth:`DatasetKind.load` and their defaults: a kind whose
 #: ``load`` does not take one behaves as with the default.
-LOAD_OPTIONS: dict[str, Any] = {"recase": "auto", "skip_unusable": False}
+LOAD_OPTIONS: dict[str, Any] = {
+    "recase": "auto",
+    "skip_unusable": False,
+    "text_context": 0,
+    "audio_context": 0,
+    "context_order": "clip",
+}
 
 
 _MAX_LISTED = 200  # problems shown in the message; DatasetError.problems has them all
@@ -196,7 +202,10 @@ class DatasetKind:
 
         A kind may also take ``recase`` (``"auto"``, ``"on"``, ``"off"``: re-case texts as
         ``text[0] + text[1:].lower()``) and ``skip_unusable`` (drop rows whose own audio
-        cannot be used, listing them in ``dropped``); the MMSA kinds do.
+        cannot be used, listing them in ``dropped``), and ``text_context``,
+        ``audio_context``, ``context_order`` (each item also carries that many earlier
+        utterances of its video in its split as ``item["context"]``,
+        :mod:`mmml_core.data.context`); the MMSA kinds do.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement load()")
 
@@ -265,6 +274,9 @@ class MMSAKind(DatasetKind):
         max_items: int | None = None,
         recase: str = "auto",
         skip_unusable: bool = False,
+        text_context: int = 0,
+        audio_context: int = 0,
+        context_order: str = "clip",
     ) -> LoadedDataset:
         from mmml_core.data.reader import read_mmsa
 
@@ -282,6 +294,9 @@ class MMSAKind(DatasetKind):
             audio_dir=self.config.audio_dir,
             recase=recase,
             skip_unusable=skip_unusable,
+            text_context=text_context,
+            audio_context=audio_context,
+            context_order=context_order,
         )
 
 

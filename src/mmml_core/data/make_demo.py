@@ -20,12 +20,21 @@ Design: every utterance has a text label ``label_T`` and an independent audio la
 
 So neither modality alone determines ``label``; ``label_report`` says how well the best
 text-only and audio-only predictors can do, computed from the labels alone.
+
+Context: about a fifth of all clips (never the first of a video) are *echo* clips
+(``ECHO_SHARE``, never two in a row): their text refers back ("<prefix> <subject> felt the same
+way to me.", ``ECHO_PREDICATES``) and their ``label_T`` is the previous clip's, so the text
+half of their label can only be known by reading the previous utterance
+(``data.text_context``). Their audio is the speech planned for that slot, whose prosody
+still carries their own ``label_A``; its words are the planned sentence (``Utterance.spoken``),
+which the demo's small audio encoders do not recognise.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import itertools
 import random
@@ -49,6 +58,8 @@ LEVELS: tuple[float, ...] = (-0.8, 0.0, 0.8)
 PER_PAIR = {"train": 30, "valid": 10, "test": 10}
 CLIPS_PER_VIDEO = 10
 SAMPLE_RATE = 16_000
+#: The chance that a clip after the first of its video (and after a non-echo clip) is an echo.
+ECHO_SHARE = 0.3
 
 PREFIXES = ("", "Honestly,", "Well,", "Overall,", "Really,", "So")
 SUBJECTS = (
@@ -115,6 +126,17 @@ PREDICATES: dict[float, tuple[str, ...]] = {
 }
 
 
+#: Sentiment-free predicates of echo clips: the sentence refers to the previous utterance.
+ECHO_PREDICATES: tuple[str, ...] = (
+    "felt the same way to me",
+    "left the same impression",
+    "was no different",
+    "gave me that same feeling",
+    "struck me the same way",
+    "was just like that too",
+)
+
+
 @dataclass(frozen=True)
 class Prosody:
     pitch: int  # espeak-ng -p, 0..99 (50 = the voice's normal pitch)
@@ -144,10 +166,16 @@ class Utterance:
     pitch: int
     rate: int
     amplitude: int
+    spoken: str = ""  # the sentence the audio speaks ("" = the text)
+    echo: bool = False  # the text refers back: label_T is the previous clip's
 
     @property
     def label(self) -> float:
         return round((self.label_T + self.label_A) / 2, 1)
+
+    @property
+    def speech(self) -> str:
+        return self.spoken or self.text
 
 
 def plan(seed: int) -> list[Utterance]:
@@ -188,6 +216,24 @@ def plan(seed: int) -> list[Utterance]:
                         amplitude=p.amplitude,
                     )
                 )
+    return _with_echoes(out, rng)
+
+
+def _with_echoes(utterances: list[Utterance], rng: random.Random) -> list[Utterance]:
+    """Turn a share of the clips into echo clips (module docstring), drawing from ``rng``
+    after every other choice, so that the rest of the plan does not depend on it."""
+    combos = list(itertools.product(PREFIXES, SUBJECTS, ECHO_PREDICATES))
+    rng.shuffle(combos)
+    sentences = iter(combos)
+    out: list[Utterance] = []
+    for u in utterances:
+        prev = out[-1] if out and out[-1].video_id == u.video_id else None
+        if prev is not None and not prev.echo and rng.random() < ECHO_SHARE:
+            prefix, subject, predicate = next(sentences)
+            text = f"{prefix} {subject} {predicate}".strip()
+            text = text[0].upper() + text[1:] + "."
+            u = dataclasses.replace(u, text=text, spoken=u.text, label_T=prev.label_T, echo=True)
+        out.append(u)
     return out
 
 
@@ -209,7 +255,7 @@ def synthesize(u: Utterance) -> np.ndarray:
         str(u.amplitude),
         "-z",
         "--stdout",
-        u.text,
+        u.speech,
     ]
     wav_bytes = subprocess.run(cmd, check=True, capture_output=True).stdout
     wave, sr = sf.read(io.BytesIO(wav_bytes), dtype="float32")
@@ -219,20 +265,32 @@ def synthesize(u: Utterance) -> np.ndarray:
     return wave[max(0, loud[0] - pad) : loud[-1] + pad + 1]
 
 
-def generate(out: Path, seed: int = 0) -> list[Utterance]:
-    """Write ``label.csv``, ``wav/<video>/<clip>.ogg`` (Opus) and ``README.md`` under ``out``."""
+def generate(out: Path, seed: int = 0, keep_audio: bool = False) -> list[Utterance]:
+    """Write ``label.csv``, ``wav/<video>/<clip>.ogg`` (Opus) and ``README.md`` under ``out``.
+
+    ``keep_audio``: keep the audio files already in ``out`` (made by this generator for the
+    same seed: the speech of each slot depends only on the seed) and rewrite only the CSV and
+    the README; needs no espeak-ng."""
     import soundfile as sf
 
     utterances = plan(seed)
-    shutil.rmtree(out / "wav", ignore_errors=True)
     durations = []
-    for u in utterances:
-        wave = synthesize(u)
-        durations.append(len(wave) / SAMPLE_RATE)
-        path = out / "wav" / u.video_id / f"{u.clip_id}.ogg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Opus at ~23 kbit/s: pitch and rate survive, the whole set stays a few MB
-        sf.write(path, wave, SAMPLE_RATE, format="OGG", subtype="OPUS", compression_level=0.93)
+    if keep_audio:
+        old = (out / "README.md").read_text(encoding="utf-8")
+        espeak = old.split("these files were made with ")[1].split(")")[0]
+        for u in utterances:
+            info = sf.info(str(out / "wav" / u.video_id / f"{u.clip_id}.ogg"))
+            durations.append(info.frames / info.samplerate)
+    else:
+        espeak = _espeak_version()
+        shutil.rmtree(out / "wav", ignore_errors=True)
+        for u in utterances:
+            wave = synthesize(u)
+            durations.append(len(wave) / SAMPLE_RATE)
+            path = out / "wav" / u.video_id / f"{u.clip_id}.ogg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Opus at ~23 kbit/s: pitch and rate survive, the whole set stays a few MB
+            sf.write(path, wave, SAMPLE_RATE, format="OGG", subtype="OPUS", compression_level=0.93)
     with open(out / "label.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
@@ -256,10 +314,13 @@ def generate(out: Path, seed: int = 0) -> list[Utterance]:
         "n": len(utterances),
         "dur": durations,
         "size": size,
-        "espeak": _espeak_version(),
+        "espeak": espeak,
+        "echoes": {m: sum(u.echo for u in utterances if u.mode == m) for m in PER_PAIR},
     }
     rows = [(u.label_T, u.label_A, u.label, u.mode) for u in utterances]
-    (out / "README.md").write_text(_readme(stats, label_report(rows)), encoding="utf-8")
+    echo = [u.echo for u in utterances]
+    report = label_report(rows, echo)
+    (out / "README.md").write_text(_readme(stats, report), encoding="utf-8")
     return utterances
 
 
@@ -273,18 +334,35 @@ def _espeak_version() -> str:
     return "espeak-ng " + text.split("text-to-speech:")[1].split()[0]
 
 
-def label_report(rows: Sequence[tuple[float, float, float, str]]) -> str:
+def label_report(
+    rows: Sequence[tuple[float, float, float, str]], echo: Sequence[bool] | None = None
+) -> str:
     """Markdown table: the best text-only / audio-only / joint predictors of ``label``.
 
     ``rows`` are ``(label_T, label_A, label, mode)``. Each predictor sees only its labels:
     the Acc columns use the Bayes-optimal classifier (the most frequent class of ``label``
     among train rows with the same inputs, ties to the lower class), MAE and Corr the
     conditional mean of ``label`` over train rows with the same inputs; all are scored on
-    the test split with ``mmml_core.metrics``.
+    the test split with ``mmml_core.metrics``. With ``echo`` (one flag per row), two more
+    predictors see the labels as a model without context does: on an echo clip ``label_T``
+    is unknown (only that the clip is an echo).
     """
+    if echo is not None:
+        rows = [(*r, e) for r, e in zip(rows, echo, strict=True)]
     train = [r for r in rows if r[3] == "train"]
     test = [r for r in rows if r[3] == "test"]
-    views = {"text only (label_T)": (0,), "audio only (label_A)": (1,), "both": (0, 1)}
+    views: dict[str, tuple[int, ...]] = {
+        "text only (label_T)": (0,),
+        "audio only (label_A)": (1,),
+        "both": (0, 1),
+    }
+    if echo is not None:
+        views["text only, without context"] = (5,)
+        views["both, without context"] = (5, 1)
+        # column 5: label_T where the text says it, "echo" where it refers back
+        rows = [(*r, "echo" if r[4] else r[0]) for r in rows]
+        train = [r for r in rows if r[3] == "train"]
+        test = [r for r in rows if r[3] == "test"]
     lines = [
         "| predictor | Acc2 | Acc3 | Acc5 | MAE | Corr |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -338,6 +416,10 @@ def _readme(stats: dict, report: str) -> str:
         voices=", ".join(VOICES),
         report=report,
         splits=", ".join(f"{m} {9 * c}" for m, c in PER_PAIR.items()),
+        echoes=", ".join(f"{m} {n}" for m, n in stats["echoes"].items()),
+        echo_total=sum(stats["echoes"].values()),
+        echo_share=ECHO_SHARE,
+        echo_predicates="; ".join(f'"{p}"' for p in ECHO_PREDICATES),
     )
 
 
@@ -377,6 +459,16 @@ determines `label`: the text says which third of the range it is in, the voice t
 Every sentence occurs once; the same phrases recur across splits with other subjects and
 prefixes, so a small text encoder trained from scratch can learn the lexicon.
 
+**Context: echo clips.** {echo_total} clips ({echoes}) are *echo* clips: after an ordinary
+clip of the same video, with probability {echo_share}, a clip's text refers back to the one
+before instead of carrying its own sentiment, with one of the predicates {echo_predicates},
+and its `label_T` is the previous clip's `label_T` (so its `label` too depends on the previous
+utterance). An echo clip never follows another one, and the first clip of a video is never
+one. Its audio is the speech planned for that slot: the prosody carries its own `label_A`, as
+for every clip, and the words spoken are the planned sentence, not the echo text. A model that
+reads the previous utterance (`data.text_context=1`) can know the text half of an echo clip's
+label; one without context cannot ("without context" rows below).
+
 **Audio carries `label_A` in its prosody.** espeak-ng speaks the sentence with:
 
 | label_A | pitch (`-p`) | rate (`-s`, words/min) | amplitude (`-a`) |
@@ -399,7 +491,8 @@ split with the CH-SIMS metrics of `mmml_core.metrics` (Acc ×100).
 {report}
 
 In expectation a single modality reaches Acc2 7/9 = 77.8, Acc3 5/9 = 55.6, Acc5 1/3 = 33.3
-and both together 100. Caveat: the speech also contains the words, so an audio model that
+and both together 100 when it can read the previous utterance; without context the echo
+clips' text half is unknown, which the "without context" rows measure. Caveat: the speech also contains the words, so an audio model that
 recognised speech could recover `label_T` too; the small audio encoders of the demo,
 trained from scratch, are not expected to.
 """
@@ -409,9 +502,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate the bundled demo dataset.")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    parser.add_argument(
+        "--keep-audio",
+        action="store_true",
+        help="keep the audio files in --out (made for the same seed) and rewrite only "
+        "label.csv and README.md (no espeak-ng needed)",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    utterances = generate(args.out, args.seed)
+    utterances = generate(args.out, args.seed, keep_audio=args.keep_audio)
     print(f"wrote {len(utterances)} utterances to {args.out}")
     return 0
 

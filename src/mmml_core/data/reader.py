@@ -39,7 +39,7 @@ import csv
 import io
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -150,11 +150,23 @@ class MMSASplit(Dataset):
         rows: list[Row],
         max_audio_seconds: float | None,
         modalities: Sequence[str] = ("text", "audio"),
+        context: Mapping[str, int] | None = None,
+        context_order: str = "clip",
     ) -> None:
+        from mmml_core.data.context import previous_indices
+
         self.name = name
         self.rows = rows
         self.max_audio_seconds = max_audio_seconds
         self.modalities = tuple(modalities)
+        # modality -> per item, the indices of its context rows, oldest first
+        self.context = {
+            m: previous_indices(
+                [r.video_id for r in rows], [r.clip_id for r in rows], window, context_order
+            )
+            for m, window in (context or {}).items()
+            if window > 0
+        }
         measure = (
             self.previews("audio") if "audio" in self.modalities else [len(r.text) for r in rows]
         )
@@ -171,7 +183,28 @@ class MMSASplit(Dataset):
         if "audio" in self.modalities:  # (N,) float32, 16 kHz mono
             item["audio"] = load_audio(row.audio_path, SAMPLE_RATE, self.max_audio_seconds)
         item["labels"] = {"M": row.label, "T": row.label_T, "A": row.label_A}
+        if self.context:
+            item["context"] = {m: self._context(m, ids[index]) for m, ids in self.context.items()}
         return item
+
+    def _context(self, modality: str, indices: Sequence[int]) -> list[Any]:
+        """The raw items of ``modality`` of the context rows, oldest first; audio clips are
+        read up to ``max_audio_seconds`` in all (what the encoder keeps of their
+        concatenation), so a clip beyond it is not read."""
+        rows = [self.rows[i] for i in indices]
+        if modality == "text":
+            return [r.text for r in rows]
+        cap = _cap(self.max_audio_seconds)
+        waves = []
+        for r in rows:
+            left = None if cap is None else cap - sum(len(w) for w in waves)
+            if left is not None and left <= 0:
+                break
+            wave = load_audio(
+                r.audio_path, SAMPLE_RATE, None if left is None else left / SAMPLE_RATE
+            )
+            waves.append(wave[:left] if left is not None else wave)
+        return waves
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return (self[i] for i in range(len(self)))
@@ -224,6 +257,9 @@ class MMSADataset:
     #: Rows left out because their audio is unusable (``skip_unusable``), in file order:
     #: ``{"video_id", "clip_id", "mode", "line", "reason"}`` each; empty otherwise.
     dropped: list[dict[str, Any]] = field(default_factory=list)
+    #: modality -> context window (data.text_context, data.audio_context); empty = none
+    context: dict[str, int] = field(default_factory=dict)
+    context_order: str = "clip"  # data.context_order (mmml_core.data.context)
 
     @property
     def max_text_tokens(self) -> int:
@@ -233,7 +269,9 @@ class MMSADataset:
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; expected one of {list(SPLITS)}")
         rows = [r for r in self.rows if r.mode == name]
-        return MMSASplit(name, rows, self.max_audio_seconds, self.modalities)
+        return MMSASplit(
+            name, rows, self.max_audio_seconds, self.modalities, self.context, self.context_order
+        )
 
 
 def demo_root() -> Path:
@@ -250,6 +288,9 @@ def load_dataset(
     max_items: int | None = None,
     recase: str = "auto",
     skip_unusable: bool = False,
+    text_context: int = 0,
+    audio_context: int = 0,
+    context_order: str = "clip",
     **options: Any,
 ) -> Any:
     """Read and validate the dataset at ``root`` as the registered dataset kind ``kind``.
@@ -272,7 +313,14 @@ def load_dataset(
         known = ", ".join(registry.list("dataset")) or "(none)"
         raise ValueError(f"unknown dataset kind {kind!r}; registered kinds: {known}") from None
     source = registry.create("dataset", kind, **options)
-    extra, refused = load_options(source, recase=recase, skip_unusable=skip_unusable)
+    extra, refused = load_options(
+        source,
+        recase=recase,
+        skip_unusable=skip_unusable,
+        text_context=text_context,
+        audio_context=audio_context,
+        context_order=context_order,
+    )
     if refused:
         raise ValueError(
             f"dataset kind {kind!r} does not support {', '.join(refused)} (its load() takes "
@@ -301,6 +349,9 @@ def read_mmsa(
     audio_dir: str = "wav",
     recase: str = "auto",
     skip_unusable: bool = False,
+    text_context: int = 0,
+    audio_context: int = 0,
+    context_order: str = "clip",
 ) -> MMSADataset:
     """Read and validate the MMSA-layout folder ``root`` for ``modalities`` (a subset of
     text and audio, already checked by the kind).
@@ -312,6 +363,9 @@ def read_mmsa(
     :func:`upper_case_transcripts` holds over every text of the CSV. ``skip_unusable``: a
     row whose audio file is missing, empty or unreadable (its header) is dropped and listed
     in ``dropped`` instead of being a problem; a split left without rows is still one.
+    ``text_context`` / ``audio_context``: each item also carries the texts / clips of that
+    many earlier utterances of its video in its split (``item["context"]``, oldest first, in
+    ``context_order``: :mod:`mmml_core.data.context`).
     """
     if max_items is not None and max_items < 1:
         raise ValueError(f"max_items must be at least 1 (or None for all), got {max_items}")
@@ -320,6 +374,18 @@ def read_mmsa(
     if max_audio_seconds is not None and not max_audio_seconds > 0:
         raise ValueError(f"max_audio_seconds must be positive, got {max_audio_seconds}")
     modalities = tuple(modalities)
+    context = {"text": text_context, "audio": audio_context}
+    for m, window in context.items():
+        if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+            raise ValueError(f"{m}_context must be an integer >= 0, got {window!r}")
+        if window and m not in modalities:
+            raise ValueError(f"{m}_context={window}, but the run does not load {m}")
+    from mmml_core.data.context import CONTEXT_ORDERS
+
+    if context_order not in CONTEXT_ORDERS:
+        raise ValueError(
+            f"context_order must be one of {', '.join(CONTEXT_ORDERS)}, got {context_order!r}"
+        )
     csv_path = root / "label.csv"
     if not _is_dir(root):
         what = "is not a folder" if os.path.lexists(root) else "folder does not exist"
@@ -383,6 +449,19 @@ def read_mmsa(
         report[f"texts re-cased ({reason})"] = n_recased
     if "audio" in modalities:
         report.update(_audio_report(rows, max_audio_seconds))
+    windows = {m: w for m, w in context.items() if w}
+    if windows:
+        from mmml_core.data.context import previous_indices
+
+        first = 0
+        for split in SPLITS:
+            part = [r for r in rows if r.mode == split]
+            prev = previous_indices(
+                [r.video_id for r in part], [r.clip_id for r in part], 1, context_order
+            )
+            first += sum(not p for p in prev)
+        if first:
+            report["items without an earlier utterance (empty context)"] = first
     return MMSADataset(
         root=root,
         kind=kind,
@@ -394,6 +473,8 @@ def read_mmsa(
         modalities=modalities,
         report=report,
         dropped=dropped,
+        context=windows,
+        context_order=context_order,
     )
 
 

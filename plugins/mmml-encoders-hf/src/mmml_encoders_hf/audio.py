@@ -57,7 +57,11 @@ the frame mask, the zeroing of padded frames and ``pooled`` are computed as abov
 conv output-length formula (299 frames for 96,000 samples). One deviation stays under
 ``max_length``: a clip shorter than :attr:`AudioEncoder.min_samples` is still zero-padded to
 400 valid samples (one frame), where the authors' code would give it an empty frame mask and
-a NaN mean.
+a NaN mean. An empty clip (no samples: the missing predecessor of a context model under
+``data.empty_context=encode``) is kept as the authors' loader gives it, zeros with an
+all-zero sample mask, handed to transformers as such; its frame mask then covers every frame
+(the authors' frame count falls back to all of them), so its vector is the encoder's response
+to the padded silence.
 
 Letters: B batch, S samples, C conv channels, T frames, D width.
 """
@@ -312,8 +316,11 @@ class AudioEncoder(FeatureEncoder):
             wave = wave[: self.max_samples]
             if self.do_normalize and len(wave):
                 wave = normalize_waveform(wave)
-            if len(wave) < need:  # after normalising: the zeros are the utterance's mean
+            authors_empty = not len(wave) and self.config.masking == "hf"
+            if len(wave) < need and not authors_empty:  # the zeros are the utterance's mean
                 wave = np.pad(wave, (0, need - len(wave)))
+            # masking="hf": an empty clip (a context model's missing predecessor) stays
+            # empty: zeros with an all-zero sample mask, as the authors' loader gives it
             waves.append(wave)
         if not waves:
             raise ValueError("preprocess got no audio items")
@@ -362,8 +369,11 @@ class AudioEncoder(FeatureEncoder):
         sample_mask = inputs["attention_mask"]  # (B, S)
         out = self.model(input_values=inputs["input_values"], attention_mask=sample_mask)
         hidden = out.last_hidden_state  # (B, T, D)
-        frames = self.frame_lengths(sample_mask.sum(-1).to(torch.long))  # (B,)
+        samples = sample_mask.sum(-1).to(torch.long)  # (B,)
         t = hidden.shape[1]
+        # an empty clip (all-zero mask): the authors' frame count falls back to every frame,
+        # so its vector is the encoder's response to the padded silence
+        frames = torch.where(samples > 0, self.frame_lengths(samples.clamp(min=1)), t)  # (B,)
         mask = torch.arange(t, device=hidden.device)[None, :] < frames[:, None]  # (B, T)
         return _output(hidden, mask, frames)
 

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 RANDOM_PREFIX = "random:"
-PRESETS = ("tiny", "base")
+PRESETS = ("tiny", "base", "large")
 LANGUAGES = ("en", "zh")
 # Seconds the hub gets to answer before we give up; a missing network fails in well under it.
 HUB_PROBE_TIMEOUT_S = 8.0
@@ -141,7 +141,7 @@ def local_copy_hint(checkpoint: str) -> str:
         f"`hf download {checkpoint} --local-dir DIR` (or load it with transformers and call "
         "save_pretrained(DIR) on the model and on its tokenizer / feature extractor), copy DIR "
         "to this machine and pass checkpoint=DIR. For random weights without any download use "
-        "checkpoint=random:tiny or checkpoint=random:base."
+        "checkpoint=random:tiny, random:base or random:large."
     )
 
 

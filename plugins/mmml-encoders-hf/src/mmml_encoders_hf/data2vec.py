@@ -40,12 +40,33 @@ class Data2VecEncoder(AudioEncoder):
     def random_config(cls, preset: str) -> Any:
         """``base``: transformers' defaults, the data2vec-audio-base architecture (93.2 M).
 
+        ``large``: the data2vec-audio-large(-960h) architecture (313.3 M): width 1024, 24
+        layers, 16 heads, feed-forward 4096, the base conv stack (7 layers of 512 channels)
+        with conv biases, the base positional embedding (5 grouped convs, kernel 19, 16
+        groups); dropout, LayerDrop and SpecAugment as in base.
+
         ``tiny``: the base conv strides and kernels (50 Hz frames, so masks and lengths behave
         as in the real model) with 32 channels, width 64, 2 layers, 2 positional conv layers,
         no LayerDrop or SpecAugment (tests want deterministic training steps).
         """
         if preset == "base":
             return Data2VecAudioConfig()
+        if preset == "large":
+            # From what we know of the published config.json (not checked here, offline):
+            # conv_bias true; the positional embedding as in base (5 convs, kernel 19, 16
+            # groups: transformers' defaults, kept); and the wav2vec2 keys
+            # feat_extract_norm="layer" and do_stable_layer_norm=true. Transformers'
+            # data2vec-audio reads neither of those two: its conv layers always layer-norm and
+            # its encoder is always post-norm. They are left out on purpose, since
+            # AudioEncoder._encode reads do_stable_layer_norm with getattr and would then run a
+            # pre-norm order that the model does not have.
+            return Data2VecAudioConfig(
+                hidden_size=1024,
+                num_hidden_layers=24,
+                num_attention_heads=16,
+                intermediate_size=4096,
+                conv_bias=True,
+            )
         return Data2VecAudioConfig(
             hidden_size=64,
             num_hidden_layers=2,

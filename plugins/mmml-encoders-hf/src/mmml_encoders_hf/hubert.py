@@ -47,12 +47,28 @@ class HubertEncoder(AudioEncoder):
     def random_config(cls, preset: str) -> Any:
         """``base``: transformers' defaults, the hubert-base architecture (94.4 M), group norm.
 
+        ``large``: the hubert-large-ll60k architecture (315.4 M; the HuBERT paper lists 317 M,
+        presumably with its pre-training heads, which the transformers model has not):
+        width 1024, 24 layers, 16 heads, feed-forward 4096, per-frame layer norm in every conv
+        layer, conv biases, the pre-norm ("stable layer norm") encoder; positional conv
+        (kernel 128, 16 groups), dropout, LayerDrop and SpecAugment as in base.
+
         ``tiny``: the base conv strides and kernels with 32 channels and group norm (so the
         masked group norm is exercised), width 64, 2 layers, positional kernel 16, no LayerDrop
         or SpecAugment (tests want deterministic training steps).
         """
         if preset == "base":
             return HubertConfig()
+        if preset == "large":
+            return HubertConfig(
+                hidden_size=1024,
+                num_hidden_layers=24,
+                num_attention_heads=16,
+                intermediate_size=4096,
+                feat_extract_norm="layer",
+                conv_bias=True,
+                do_stable_layer_norm=True,
+            )
         return HubertConfig(
             hidden_size=64,
             num_hidden_layers=2,

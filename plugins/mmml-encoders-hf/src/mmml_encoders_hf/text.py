@@ -61,12 +61,22 @@ DEFAULT_MAX_TOKENS = {"en": 96, "zh": 64}  # the authors' limits (docs/paper.md)
 MODEL_TYPES = ("roberta", "bert")
 MAX_POSITIONS = 512  # both architectures embed at most 512 positions
 PADDINGS = ("longest", "max_length")
+# Transformer sizes of the random presets; "base" is the transformers defaults (768, 12, 12).
+ARCHITECTURES: dict[str, dict[str, int]] = {
+    # small enough for CPU tests, wide enough to learn the demo set
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128),
+    "base": {},
+    # roberta-large and BERT-large (hfl/chinese-roberta-wwm-ext-large is a BERT-large)
+    "large": dict(
+        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096
+    ),
+}
 
 
 @dataclass
 class TextConfig:
     # Empty picks the language's default (docs/encoders.md); else a hub id, a local directory
-    # (from_pretrained / save_pretrained layout) or random:tiny / random:base.
+    # (from_pretrained / save_pretrained layout) or random:tiny / random:base / random:large.
     checkpoint: str = ""
     # English is the paper's MOSI/MOSEI setting; "zh" (CH-SIMS) switches the default checkpoint
     # and, for random presets, the tokenizer (character level) and architecture (BERT).
@@ -91,17 +101,16 @@ def random_text_config(preset: str, language: str, vocab_size: int) -> RobertaCo
 
     ``base`` is the published architecture: roberta-base (124.6 M parameters: 50,265-entry
     vocabulary, 514 positions, one token type) for English, bert-base with the 21,128-entry
-    vocabulary of hfl/chinese-roberta-wwm-ext (102.3 M) for Chinese. The offline tokenizer's
-    ids all fall inside those vocabularies; the unused embedding rows are simply never read.
+    vocabulary of hfl/chinese-roberta-wwm-ext (102.3 M) for Chinese. ``large`` is the
+    published large architecture (width 1024, 24 layers, 16 heads, feed-forward 4096), same
+    vocabularies and positions: roberta-large (355.4 M) for English, the BERT-large layout of
+    hfl/chinese-roberta-wwm-ext-large (325.5 M) for Chinese. The offline tokenizer's ids all
+    fall inside those vocabularies; the unused embedding rows are simply never read.
     ``tiny`` (width 64, 2 layers, 4 heads) sizes the embedding to the offline tokenizer.
     """
-    tiny = dict(
-        hidden_size=64,  # small enough for CPU tests, wide enough to learn the demo set
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-    )
-    arch = tiny if preset == "tiny" else {}
+    if preset not in ARCHITECTURES:
+        raise ValueError(f"unknown text preset {preset!r}; presets are {sorted(ARCHITECTURES)}")
+    arch = ARCHITECTURES[preset]
     if language == "en":
         return RobertaConfig(
             vocab_size=vocab_size if preset == "tiny" else 50265,
@@ -174,6 +183,13 @@ class RobertaEncoder(FeatureEncoder):
             return_token_type_ids=False,
         )
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}  # (B, T)
+
+    def join_context(self, items: Sequence[Any]) -> str:
+        """Earlier utterances joined oldest first with the tokenizer's separator token
+        (``</s>`` for RoBERTa, ``[SEP]`` for BERT), as the authors' context model reads them;
+        ``preprocess`` then truncates the joined text to ``max_tokens`` like any text."""
+        sep = self.tokenizer.sep_token or " "
+        return sep.join(str(x) for x in items)
 
     def describe_inputs(self, previews: Sequence[Any]) -> dict[str, int]:
         """How many texts have more than ``max_tokens`` tokens (special tokens included), so
