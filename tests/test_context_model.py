@@ -174,7 +174,11 @@ def test_context_preset_dry_run_prints_the_resolved_settings(tmp_path):
         timeout=300,
         env={**os.environ, registry.PLUGINS_ENV: "mmml-encoders-hf,mmml-fusion-transformer"},
     )
-    resolved = json.loads(proc.stdout)
+    from mmml_core.commands.train import RESOLVED_HEADER
+
+    assert proc.returncode == 2 and proc.stdout == ""  # the checkpoints are not here
+    text = proc.stderr.split(RESOLVED_HEADER, 1)[1]
+    resolved = json.loads(text[: text.index("\nmmml-bench: error:")])
     assert resolved["data"]["text_context"] == 2 and resolved["data"]["audio_context"] == 1
     assert resolved["model"]["context"] is True
     enc = resolved["model"]["encoders"]

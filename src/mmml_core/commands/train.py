@@ -28,6 +28,10 @@ audio.freeze_feature_extractor=false), fusion.FIELD (e.g. fusion.layers=2), head
 subnet_head.FIELD, loss.FIELD (e.g. loss.weights={"M":1}), output.dir"""
 
 
+#: The line before the resolved configuration a failed dry run prints on stderr.
+RESOLVED_HEADER = "mmml-bench: resolved configuration (its checks found the problems below):\n"
+
+
 def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
     from mmml_core.hooks import get_plugin_manager
 
@@ -108,9 +112,9 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="resolve and print the configuration (also when a check fails), build every "
-        "component on the meta device and validate the dataset; report every problem; "
-        "train nothing",
+        help="resolve and print the configuration (on stderr when a check fails), build "
+        "every component on the meta device and validate the dataset; report every "
+        "problem; train nothing",
     )
     parser.add_argument(
         "--no-progress",
@@ -255,12 +259,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         checked = check_run(cfg)
     except ConfigError as exc:
-        if args.dry_run:  # what resolved is still worth seeing (e.g. checkpoints not here)
-            print(json.dumps(cfg.to_dict(), indent=2))
-            print(
-                "mmml-bench: the configuration above resolved; its checks found problems",
-                file=sys.stderr,
-            )
+        if args.dry_run:  # what resolved is still worth seeing (e.g. checkpoints not here);
+            # on stderr: stdout holds results only, and a failed dry run has none
+            print(RESOLVED_HEADER + json.dumps(cfg.to_dict(), indent=2), file=sys.stderr)
         return _error(str(exc))
     if args.dry_run:
         print(json.dumps(checked.resolved(), indent=2))

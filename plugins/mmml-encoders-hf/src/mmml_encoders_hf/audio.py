@@ -198,6 +198,9 @@ class AudioEncoder(FeatureEncoder):
     modality: ClassVar[str] = "audio"
     Config: ClassVar[type] = AudioConfig
     MODEL_TYPES: ClassVar[tuple[str, ...]]  # accepted config.model_type values
+    #: Pre-norm ("stable") transformer layers: True/False fixed by the architecture, None =
+    #: as the checkpoint's ``do_stable_layer_norm`` says (HuBERT large does, base does not).
+    STABLE_LAYER_NORM: ClassVar[bool | None] = None
     DEFAULT_CHECKPOINTS: ClassVar[dict[str, str]]  # language -> hub id
 
     def __init__(self, config: AudioConfig) -> None:
@@ -388,7 +391,9 @@ class AudioEncoder(FeatureEncoder):
         keep = mask[..., None].to(hidden.dtype)  # (B, T, 1)
         hidden = hidden * keep
         hidden = hidden + self._positional(hidden, keep)  # (B, T, D)
-        stable = bool(getattr(hf_config, "do_stable_layer_norm", False))
+        stable = self.STABLE_LAYER_NORM
+        if stable is None:  # the architecture branches on the checkpoint's config
+            stable = bool(getattr(hf_config, "do_stable_layer_norm", False))
         if not stable:
             hidden = encoder.layer_norm(hidden)
         hidden = encoder.dropout(hidden)

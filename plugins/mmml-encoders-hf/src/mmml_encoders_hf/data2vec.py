@@ -33,6 +33,9 @@ class Data2VecEncoder(AudioEncoder):
     """data2vec-audio encoder (see the module docstring)."""
 
     MODEL_TYPES: ClassVar[tuple[str, ...]] = ("data2vec-audio",)
+    # transformers' data2vec-audio encoder is always post-norm, whatever a checkpoint's
+    # config.json carries (a do_stable_layer_norm key there changes nothing in its forward)
+    STABLE_LAYER_NORM: ClassVar[bool | None] = False
     # No Chinese data2vec-audio is published; Chinese audio defaults to the hubert encoder.
     DEFAULT_CHECKPOINTS: ClassVar[dict[str, str]] = {"en": "facebook/data2vec-audio-base"}
 
