@@ -224,7 +224,7 @@ def _head(
 
 def _load_dataset(cfg: RunConfig, problems: list[Problem]) -> Any:
     from mmml_core.data import DatasetError
-    from mmml_core.data.kinds import load_options
+    from mmml_core.data.kinds import LOAD_OPTIONS, load_options
 
     origins = cfg.origins
     data = cfg.data
@@ -234,14 +234,8 @@ def _load_dataset(cfg: RunConfig, problems: list[Problem]) -> Any:
     origin = origins.get("data.dataset") if root is not None else origins.get("data.kind")
     try:
         kind = registry.create("dataset", data.kind)
-        extra, refused = load_options(
-            kind,
-            recase=data.recase,
-            skip_unusable=data.skip_unusable,
-            text_context=data.text_context,
-            audio_context=data.audio_context,
-            context_order=data.context_order,
-        )
+        # every optional load keyword is a data.* field of the same name
+        extra, refused = load_options(kind, **{k: getattr(data, k) for k in LOAD_OPTIONS})
         for name in refused:
             problems.append(
                 Problem(
