@@ -90,38 +90,79 @@ def test_context_model_shares_encoders_and_fusion_and_masks_absent_contexts():
     assert not torch.allclose(alone["M"][1:], preds["M"][1:])
 
 
-def test_context_gates_start_closed_and_scale_the_context_features():
-    """model.context_gate (the default): each context feature is scaled by tanh(g), g a
-    learned scalar starting at 0, so the untrained context model predicts as if it had no
-    context; the gates train with the heads' parameter group."""
-    gated = _model(context=True, gate=True)
-    assert set(gated.context_gates) == {"fused", "text", "audio"}
+def _gate_batch(model: torch.nn.Module) -> dict:
     rng = np.random.default_rng(0)
     wave = rng.standard_normal(8000).astype(np.float32)
     items = [
-        {"id": str(i), "text": "so boring", "audio": wave, "labels": {"M": 0.0},
+        {"id": str(i), "text": t, "audio": wave, "labels": {"M": 0.0},
          "context": {"text": ["it was great"], "audio": [wave]}}
-        for i in range(2)
+        for i, t in enumerate(["so boring", "i felt the same way"])
     ]  # fmt: skip
-    batch = make_collate(dict(gated.encoders), ("M", "T", "A"))(items)
+    return make_collate(dict(model.encoders), ("M", "T", "A"))(items)
+
+
+def test_context_gates_start_closed_and_are_decided_by_the_current_utterance():
+    """model.context_gate (the default): each context feature c reaches its head as
+    sigmoid(w . current + b) * (A c + a): A and a start at zero, so the untrained context model
+    predicts exactly as if it had no context; the gate is one scalar per item, decided by
+    that item's current feature; the gates train with the heads' parameter group."""
+    gated = _model(context=True, gate=True)
+    assert set(gated.context_gates) == {"fused", "text", "audio"}
+    batch = _gate_batch(gated)
     with torch.no_grad():
         closed = gated(batch["inputs"], batch["context"])
         alone = gated(batch["inputs"])
-        for g in gated.context_gates.values():
-            g.fill_(0.5)
+        torch.manual_seed(1)
+        for p in gated.context_gates.parameters():
+            p.normal_(0, 0.3)
         opened = gated(batch["inputs"], batch["context"])
         enc, enc_c = gated.encode(batch["inputs"]), gated.encode(batch["context"]["inputs"])
         f, f_c = gated.fusion(enc), gated.fusion(enc_c)
-        expect = gated.head(torch.cat([f, math.tanh(0.5) * f_c], -1))
+        g = gated.context_gates["fused"]
+        gate = torch.sigmoid(f @ g.proj.weight[0] + g.proj.bias)  # (B,)
+        expect = gated.head(torch.cat([f, gate[:, None] * (f_c @ g.map.weight.T + g.map.bias)], -1))
+        t = gated.context_gates["text"]
+        v, v_c = enc["text"].pooled, enc_c["text"].pooled
+        gate_t = torch.sigmoid(v @ t.proj.weight[0] + t.proj.bias)
+        expect_t = gated.subnet_heads["text"](
+            torch.cat([v, gate_t[:, None] * (v_c @ t.map.weight.T + t.map.bias)], -1)
+        )
     for h in ("M", "T", "A"):
         torch.testing.assert_close(closed[h], alone[h])
     torch.testing.assert_close(opened["M"], expect)
+    torch.testing.assert_close(opened["T"], expect_t)
+    assert not torch.allclose(gate[0], gate[1])  # same context, different current utterances
     from mmml_core.engine import TrainConfig, default_groups
     from mmml_core.optim import model_param_groups
 
     groups = model_param_groups(gated, default_groups(gated.spec, TrainConfig()))
     heads = next(g for g in groups if g["name"] == "heads")["params"]
-    assert all(any(p is q for q in heads) for p in gated.context_gates.values())
+    assert all(any(p is q for q in heads) for p in gated.context_gates.parameters())
+
+
+def test_weights_with_the_earlier_scalar_gates_load_and_predict_as_before(tmp_path):
+    """Checkpoints saved while the gate was one learned scalar g per feature (context * tanh(g))
+    load into today's gate and give the same predictions as that formula."""
+    from safetensors.torch import save_file
+
+    from mmml_core.checkpoint import _load_weights
+
+    model = _model(context=True, gate=True)
+    batch = _gate_batch(model)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("context_gates.")}
+    g = {"fused": 0.7, "text": -0.4, "audio": 1.3}
+    state.update({f"context_gates.{n}": torch.tensor([x]) for n, x in g.items()})
+    save_file(state, str(tmp_path / "model.safetensors"))
+    _load_weights(model, tmp_path / "model.safetensors")
+    with torch.no_grad():
+        preds = model(batch["inputs"], batch["context"])
+        enc, enc_c = model.encode(batch["inputs"]), model.encode(batch["context"]["inputs"])
+        f, f_c = model.fusion(enc), model.fusion(enc_c)
+        expect = model.head(torch.cat([f, math.tanh(g["fused"]) * f_c], -1))
+        v, v_c = enc["audio"].pooled, enc_c["audio"].pooled
+        expect_a = model.subnet_heads["audio"](torch.cat([v, math.tanh(g["audio"]) * v_c], -1))
+    torch.testing.assert_close(preds["M"], expect)
+    torch.testing.assert_close(preds["A"], expect_a)
 
 
 def test_demo_batches_mark_first_utterances_as_without_context():
@@ -284,3 +325,17 @@ def test_empty_context_encode_reads_the_authors_silence():
     # the default masks it out instead: no encoder work for item 0
     masked = make_collate(dict(model.encoders), ("M",))(items)
     assert masked["context"]["present"].tolist() == [False, True]
+
+
+def test_model_context_gate_is_an_override_key():
+    """``model.context_gate=false`` on the command line turns the gates off (as the authors
+    profile does); anything but true/false is one named problem."""
+    from mmml_core.runconfig import override_layer
+
+    base = [Layer("p", {"data": {"dataset": "demo", "text_context": 1, "audio_context": 1}})]
+    layer, problems = override_layer(["model.context_gate=false"], base)
+    assert not problems
+    assert settings(resolve([*base, layer]))["model.context_gate"] is False
+    assert settings(resolve(base))["model.context_gate"] is True
+    _, problems = override_layer(["model.context_gate=maybe"], base)
+    assert [p.key for p in problems] == ["model.context_gate"]

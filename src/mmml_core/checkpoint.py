@@ -375,6 +375,7 @@ def _load_weights(model: MultimodalModel, weights: Path) -> None:
         raise CheckpointError(
             f"{weights}: not a readable safetensors file ({_one_line(exc)})"
         ) from exc
+    state = model.upgrade_state_dict(state)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

@@ -106,6 +106,36 @@ class ModelSpec:
         return cls(**d)
 
 
+class ContextGate(nn.Module):
+    """What an item's head reads of its context feature: ``sigmoid(w . current + b) *
+    (A context + c)``, a learned map of the context feature scaled by how much the item's
+    current feature says the context matters (one scalar per item; model.context_gate).
+
+    The gate depends on the current utterance because whether the earlier ones matter does:
+    "I felt the same way" needs the utterance before, most sentences do not, and a linear
+    subnet head on the concatenation could not tell the two apart by itself. ``A`` and ``c``
+    start at zero, so an untrained context model predicts as the model without context does;
+    the gate starts half open (``w = 0``, ``b = 0``), so the first steps already teach ``A``
+    (a gate that started closed would multiply two zero factors and barely move).
+    A checkpoint from before this gate stored one scalar ``g`` per feature, read as
+    ``tanh(g) * context``; it loads as ``A = 2 tanh(g) I`` (:meth:`MultimodalModel.
+    upgrade_state_dict`), which computes the same.
+    """
+
+    def __init__(self, current_dim: int, context_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(current_dim, 1)  # w, b: how much context this item reads
+        self.map = nn.Linear(context_dim, context_dim)  # A, c: what it reads
+        for p in self.parameters():
+            nn.init.zeros_(p)
+
+    def forward(self, current: Tensor, context: Tensor) -> Tensor:
+        """(B, D) current and (B, D) context features -> the gated context, (B, D)."""
+        dtype = self.map.weight.dtype
+        gate = torch.sigmoid(self.proj(current.to(dtype)))  # (B, 1)
+        return (gate * self.map(context.to(dtype))).to(context.dtype)
+
+
 class MultimodalModel(nn.Module):
     """Predictions per head from whichever modalities the inputs contain.
 
@@ -128,11 +158,32 @@ class MultimodalModel(nn.Module):
         self.head = head
         self.subnet_heads = nn.ModuleDict(dict(subnet_heads))  # keyed by modality
         self.head_names = {m: head_name(e) for m, e in self.encoders.items()}  # modality -> head
-        # the context gates (spec.context_gate): one per context feature, tanh(0) = 0 at start
-        self.context_gates: nn.ParameterDict | None = None
+        # the context gates (spec.context_gate): one per context feature, closed at start
+        self.context_gates: nn.ModuleDict | None = None
         if spec.context and spec.context_gate:
-            names = (["fused"] if fusion is not None else []) + list(self.encoders)
-            self.context_gates = nn.ParameterDict({n: nn.Parameter(torch.zeros(1)) for n in names})
+            widths = {m: e.dim for m, e in self.encoders.items()}
+            if fusion is not None:
+                widths = {"fused": fusion.out_dim, **widths}
+            self.context_gates = nn.ModuleDict({n: ContextGate(d, d) for n, d in widths.items()})
+
+    def upgrade_state_dict(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Weights saved by an earlier mmml in this model's layout: a scalar context gate
+        ``context_gates.<name>`` (``tanh(g) * context``) becomes the :class:`ContextGate`
+        that computes the same: gate ``sigmoid(0) = 1/2``, ``A = 2 tanh(g) I``, ``c = 0``."""
+        out = dict(state)
+        for name, gate in (self.context_gates or {}).items():
+            g = out.pop(f"context_gates.{name}", None)
+            if g is None or f"context_gates.{name}.map.weight" in out:
+                continue
+            eye = torch.eye(gate.map.weight.shape[0], dtype=g.dtype)
+            new = {
+                "proj.weight": g.new_zeros(gate.proj.weight.shape),
+                "proj.bias": g.new_zeros(1),
+                "map.weight": 2 * torch.tanh(g) * eye,
+                "map.bias": g.new_zeros(gate.map.bias.shape),
+            }
+            out.update({f"context_gates.{name}.{k}": v for k, v in new.items()})
+        return out
 
     @property
     def modalities(self) -> list[str]:
@@ -201,7 +252,7 @@ class MultimodalModel(nn.Module):
             if ctx_fused is None:
                 ctx_fused = torch.zeros_like(fused)
             elif gates is not None:
-                ctx_fused = ctx_fused * torch.tanh(gates["fused"])
+                ctx_fused = gates["fused"](fused, ctx_fused)
             fused = torch.cat([fused, ctx_fused.to(fused.dtype)], dim=-1)  # (B, 2F)
         out = {}
         for m, v in pooled.items():
@@ -209,7 +260,7 @@ class MultimodalModel(nn.Module):
             if c is None:
                 c = torch.zeros_like(v)
             elif gates is not None:
-                c = c * torch.tanh(gates[m])
+                c = gates[m](v, c)
             out[m] = torch.cat([v, c.to(v.dtype)], -1)
         return fused, out  # pooled: each (B, 2D)
 

@@ -268,7 +268,7 @@ class ModelConfig:
     # runs on the context pair, the heads read current and context features
     context: bool = False
     empty_context: str = "mask"  # data.empty_context
-    # a context model's features scaled by tanh(g), g learned from 0 (model.context_gate)
+    # a context model's features reach the heads through learned gates (model.ContextGate)
     context_gate: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -660,6 +660,11 @@ def _parse_override(
                 "a modality (its encoder), fusion or heads"
             )
         return key, parse_value(_GroupKeys, parts[2], text, f"optim.{parts[1]}"), None
+    if key == "model.context_gate":  # the one model key that is a plain setting
+        value = {"true": True, "false": False}.get(text.strip().lower())
+        if value is None:
+            raise ConfigError(f"model.context_gate={text!r}: must be true or false")
+        return key, value, None
     model = merged.get("model", {})
     if head in _ROLES and rest:
         spec = model.get(head)
@@ -686,7 +691,8 @@ def _parse_override(
     raise ConfigError(
         f"unknown key {key!r}. Keys are profile, train.FIELD, data.FIELD, output.FIELD, seeds, "
         "MODALITY.FIELD (e.g. text.checkpoint, audio.checkpoint), fusion.FIELD, head.FIELD, "
-        "subnet_head.FIELD, loss.FIELD, optim.GROUP.lr, optim.GROUP.weight_decay."
+        "subnet_head.FIELD, loss.FIELD, optim.GROUP.lr, optim.GROUP.weight_decay, "
+        "model.context_gate."
         f"\ntrain fields:\n{describe_fields(_T)}\n"
         f"data fields:\n{describe_fields(DataConfig)}"
     )

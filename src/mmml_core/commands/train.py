@@ -25,7 +25,8 @@ train.max_epochs=5), data.FIELD (e.g. data.max_items=40 for a quick smoke run;
 data.text_context=2 data.audio_context=1 to read earlier utterances), profile=authors, seeds=1,2,
 MODALITY.FIELD for that modality's encoder (e.g. text.checkpoint=random:tiny,
 audio.freeze_feature_extractor=false), fusion.FIELD (e.g. fusion.layers=2), head.FIELD,
-subnet_head.FIELD, loss.FIELD (e.g. loss.weights={"M":1}), output.dir"""
+subnet_head.FIELD, loss.FIELD (e.g. loss.weights={"M":1}), optim.GROUP.lr,
+model.context_gate=false, output.dir"""
 
 
 #: The line before the resolved configuration a failed dry run prints on stderr.
