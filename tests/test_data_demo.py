@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from mmml_core.data import demo_root, load_dataset
-from mmml_core.data.make_demo import ECHO_PREDICATES, LEVELS, PREDICATES, label_report, plan
+from mmml_core.data.make_demo import ECHO_REPLIES, LEVELS, PREDICATES, label_report, plan
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,8 @@ def test_demo_loads_through_the_reader(demo) -> None:
         assert -1.0 <= row.label <= 1.0
         assert row.label_T in LEVELS and row.label_A in LEVELS
         assert row.label == pytest.approx((row.label_T + row.label_A) / 2)
-    assert len({r.text for r in demo.rows}) == len(demo.rows)  # every sentence once
+    ordinary = [r.text for r in demo.rows if r.text not in ECHO_REPLIES]
+    assert len(set(ordinary)) == len(ordinary)  # every ordinary sentence once
     test = demo.split("test")
     for i in (0, 45, 89):
         item = test[i]
@@ -66,11 +67,14 @@ def test_demo_csv_is_what_the_generator_plans_for_seed_0(demo) -> None:
 
 
 def test_text_label_follows_the_documented_lexicon(demo) -> None:
-    """An ordinary clip's predicate sets its label_T; an echo clip's text refers back and
-    its label_T is the previous clip's (same video), never after another echo or first."""
+    """An ordinary clip's predicate sets its label_T; an echo clip's text is one of the few
+    replies that refer back and its label_T is the previous clip's (same video), never after
+    another echo or first; every reply follows clips of more than one text label, so its
+    words alone cannot tell its label."""
     previous = None
     previous_was_echo = False
     echoes = 0
+    labels_after: dict[str, set[float]] = {}
     for row in demo.rows:
         found = [
             lvl
@@ -78,8 +82,9 @@ def test_text_label_follows_the_documented_lexicon(demo) -> None:
             for p in phrases
             if row.text.endswith(f" {p}.")
         ]
-        if any(row.text.endswith(f" {p}.") for p in ECHO_PREDICATES):
+        if row.text in ECHO_REPLIES:
             echoes += 1
+            labels_after.setdefault(row.text, set()).add(row.label_T)
             assert found == [], row.text
             assert previous is not None and previous.video_id == row.video_id, row.text
             assert previous_was_echo is False, row.text
@@ -90,6 +95,8 @@ def test_text_label_follows_the_documented_lexicon(demo) -> None:
             previous_was_echo = False
         previous = row
     assert 0.15 * len(demo.rows) < echoes < 0.3 * len(demo.rows)
+    assert set(labels_after) == set(ECHO_REPLIES)
+    assert all(len(levels) == 3 for levels in labels_after.values()), labels_after
 
 
 def test_readme_reports_the_label_only_bounds(demo) -> None:

@@ -22,9 +22,9 @@ So neither modality alone determines ``label``; ``label_report`` says how well t
 text-only and audio-only predictors can do, computed from the labels alone.
 
 Context: about a fifth of all clips (never the first of a video) are *echo* clips
-(``ECHO_SHARE``, never two in a row): their text refers back ("<prefix> <subject> felt the same
-way to me.", ``ECHO_PREDICATES``) and their ``label_T`` is the previous clip's, so the text
-half of their label can only be known by reading the previous utterance
+(``ECHO_SHARE``, never two in a row): their text is a short reply that refers back ("I felt the
+same way about it.", one of the few ``ECHO_REPLIES``) and their ``label_T`` is the previous
+clip's, so the text half of their label can only be known by reading the previous utterance
 (``data.text_context``). Their audio is the speech planned for that slot, whose prosody
 still carries their own ``label_A``; its words are the planned sentence (``Utterance.spoken``),
 which the demo's small audio encoders do not recognise.
@@ -126,14 +126,16 @@ PREDICATES: dict[float, tuple[str, ...]] = {
 }
 
 
-#: Sentiment-free predicates of echo clips: the sentence refers to the previous utterance.
-ECHO_PREDICATES: tuple[str, ...] = (
-    "felt the same way to me",
-    "left the same impression",
-    "was no different",
-    "gave me that same feeling",
-    "struck me the same way",
-    "was just like that too",
+#: The texts of echo clips: short replies that refer to the previous utterance and carry no
+#: sentiment of their own. Few and each used many times, so that an echo clip's label cannot be
+#: learnt from its own words (the same reply follows positive, neutral and negative clips).
+ECHO_REPLIES: tuple[str, ...] = (
+    "I felt the same way about it.",
+    "It left me with the same impression.",
+    "That was no different for me.",
+    "It gave me that same feeling.",
+    "It struck me the same way.",
+    "Just like that, for me too.",
 )
 
 
@@ -222,17 +224,17 @@ def plan(seed: int) -> list[Utterance]:
 def _with_echoes(utterances: list[Utterance], rng: random.Random) -> list[Utterance]:
     """Turn a share of the clips into echo clips (module docstring), drawing from ``rng``
     after every other choice, so that the rest of the plan does not depend on it."""
-    combos = list(itertools.product(PREFIXES, SUBJECTS, ECHO_PREDICATES))
-    rng.shuffle(combos)
-    sentences = iter(combos)
+    # a shuffled deck with len(PREFIXES) x len(SUBJECTS) copies of each reply: its size fixes
+    # the random draws that follow, so the echo clips stay where the first echo release had them
+    deck = [r for _ in itertools.product(PREFIXES, SUBJECTS) for r in ECHO_REPLIES]
+    rng.shuffle(deck)
+    replies = iter(deck)
     out: list[Utterance] = []
     for u in utterances:
         prev = out[-1] if out and out[-1].video_id == u.video_id else None
         if prev is not None and not prev.echo and rng.random() < ECHO_SHARE:
-            prefix, subject, predicate = next(sentences)
-            text = f"{prefix} {subject} {predicate}".strip()
-            text = text[0].upper() + text[1:] + "."
-            u = dataclasses.replace(u, text=text, spoken=u.text, label_T=prev.label_T, echo=True)
+            reply = next(replies)
+            u = dataclasses.replace(u, text=reply, spoken=u.text, label_T=prev.label_T, echo=True)
         out.append(u)
     return out
 
@@ -419,7 +421,7 @@ def _readme(stats: dict, report: str) -> str:
         echoes=", ".join(f"{m} {n}" for m, n in stats["echoes"].items()),
         echo_total=sum(stats["echoes"].values()),
         echo_share=ECHO_SHARE,
-        echo_predicates="; ".join(f'"{p}"' for p in ECHO_PREDICATES),
+        echo_replies="; ".join(f'"{p}"' for p in ECHO_REPLIES),
     )
 
 
@@ -456,12 +458,13 @@ determines `label`: the text says which third of the range it is in, the voice t
 
 {lexicon}
 
-Every sentence occurs once; the same phrases recur across splits with other subjects and
+Every ordinary sentence occurs once; the same phrases recur across splits with other subjects and
 prefixes, so a small text encoder trained from scratch can learn the lexicon.
 
 **Context: echo clips.** {echo_total} clips ({echoes}) are *echo* clips: after an ordinary
 clip of the same video, with probability {echo_share}, a clip's text refers back to the one
-before instead of carrying its own sentiment, with one of the predicates {echo_predicates},
+before instead of carrying its own sentiment: it is one of a few short replies, {echo_replies},
+each used for many clips (so its words cannot tell its label),
 and its `label_T` is the previous clip's `label_T` (so its `label` too depends on the previous
 utterance). An echo clip never follows another one, and the first clip of a video is never
 one. Its audio is the speech planned for that slot: the prosody carries its own `label_A`, as
