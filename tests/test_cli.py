@@ -206,6 +206,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(dataset, tmp_path):
     b = json.loads((run / "seed-1" / "results.json").read_text())
     assert b["history"] == a["history"]
     assert b["selection"] == a["selection"]
+    # the speed counts the epochs each attempt finished: all four, none twice
+    assert b["throughput"]["train_samples"] == a["throughput"]["train_samples"] > 0
+    assert b["throughput"]["train_samples_per_s"] > 0
 
 
 def _readme_commands() -> list[str]:

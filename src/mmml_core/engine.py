@@ -27,6 +27,7 @@ import numbers
 import os
 import random
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -367,6 +368,12 @@ def _save_state(
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         save_file({"torch": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
         np_state = np.random.get_state()
+        # the seconds trained go beside the state, not in it: state.json holds only what the
+        # computation depends on, the same bytes for the same epochs however fast they ran
+        meta = dict(meta)
+        timing = meta.pop("timing", None)
+        if timing is not None:
+            (tmp / "timing.json").write_text(json.dumps(timing))
         meta = {
             **meta,
             "optimizer_scalars": scalars,
@@ -401,6 +408,8 @@ def _load_state(path: Path, model: torch.nn.Module, optim: torch.optim.Optimizer
     random.setstate(_tupled(meta.pop("python_rng")))
     np_state = meta.pop("numpy_rng")
     np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
+    if (path / "timing.json").is_file():  # states saved before mmml timed seeds have none
+        meta["timing"] = json.loads((path / "timing.json").read_text())
     return meta
 
 
@@ -818,6 +827,8 @@ def train_seed(
     out.mkdir(parents=True, exist_ok=True)
     run = _setup(spec, loss_spec, dataset, cfg, seed, out, checkpoint_extra, groups)
     meta = _start(run, resume)
+    if run.device.type == "cuda":  # the seed's own peak (throughput)
+        torch.cuda.reset_peak_memory_stats(run.device)
     valid_loader = _loader(
         run.valid_split, run.collate, cfg.eval_batch_size, cfg, train=False, seed=seed, epoch=0
     )
@@ -834,12 +845,16 @@ def train_seed(
             epoch = meta["epoch"] + 1
             started = time.perf_counter()
             train_loss = _train_epoch(run, epoch, progress)
-            rate = len(run.train_split) / max(time.perf_counter() - started, 1e-9)
+            train_s = time.perf_counter() - started
+            rate = len(run.train_split) / max(train_s, 1e-9)
             if not math.isfinite(train_loss):
                 raise _diverged(run, meta, epoch, "train_loss", train_loss)
             row, ev = _validate(run, valid_loader, meta, epoch, train_loss)
             row["lr"] = current_lrs(run.optim)  # each group's rate at the epoch's last step
             meta["history"].append(row)
+            timing = meta.setdefault("timing", {"train_seconds": 0.0, "train_samples": 0})
+            timing["train_seconds"] += train_s  # outside the history, which resume reproduces
+            timing["train_samples"] += len(run.train_split)
             _select(run, meta, row)
             _save_state(run.state_dir, run.model, run.optim, meta)
             seconds, lrs = time.perf_counter() - started, current_lrs(run.optim)
@@ -858,10 +873,52 @@ def train_seed(
         bar.close()
 
     results = _test_selections(run, meta, loss_spec, dataset.has_modality_labels)
+    results["throughput"] = throughput(meta, run.device)
+    log.info(f"seed {seed}: {describe_throughput(results['throughput'])}")
     atomic_write_text(out / "results.json", json.dumps(json_clean(results), indent=2))
     plot_curves(meta["history"], out / "curve.png", title=f"seed {seed}")
     hook.mmml_seed_end(seed_dir=str(out), seed=seed, results=json_clean(results))
     return results
+
+
+def throughput(meta: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """A seed's own speed and memory, its results' ``throughput``: training samples per second
+    over every epoch it trained (the training passes only, without validation; a resumed seed
+    adds the epochs each attempt finished), and the peak memory: on CUDA the most memory
+    PyTorch allocated on the device since the seed (or its last resumed attempt) started, on
+    CPU the peak resident size of the whole process (``peak_memory`` says which)."""
+    t = meta.get("timing") or {}
+    seconds, samples = float(t.get("train_seconds", 0.0)), int(t.get("train_samples", 0))
+    out: dict[str, Any] = {
+        "train_samples_per_s": samples / seconds if seconds > 0 else None,
+        "train_seconds": seconds,
+        "train_samples": samples,
+        "peak_memory_bytes": None,
+        "peak_memory": None,
+    }
+    if device.type == "cuda":
+        out["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(device))
+        out["peak_memory"] = "cuda_max_allocated"
+        return out
+    try:
+        import resource
+    except ImportError:  # not on this platform (Windows): no peak to report
+        return out
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    out["peak_memory_bytes"] = int(kib if sys.platform == "darwin" else kib * 1024)
+    out["peak_memory"] = "process_peak_rss"
+    return out
+
+
+def describe_throughput(t: Mapping[str, Any]) -> str:
+    """``41 samples/s training, peak memory 1.23 GiB (process peak RSS)``."""
+    rate = t.get("train_samples_per_s")
+    text = "no epoch trained" if rate is None else f"{rate:.0f} samples/s training"
+    if t.get("peak_memory_bytes") is not None:
+        where = {"cuda_max_allocated": "CUDA, allocated", "process_peak_rss": "process peak RSS"}
+        text += f", peak memory {t['peak_memory_bytes'] / 2**30:.2f} GiB "
+        text += f"({where.get(t.get('peak_memory'), t.get('peak_memory'))})"
+    return text
 
 
 def json_clean(x: Any) -> Any:
