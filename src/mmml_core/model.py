@@ -122,10 +122,10 @@ class ContextGate(nn.Module):
     upgrade_state_dict`), which computes the same.
     """
 
-    def __init__(self, current_dim: int, context_dim: int) -> None:
+    def __init__(self, dim: int) -> None:
         super().__init__()
-        self.proj = nn.Linear(current_dim, 1)  # w, b: how much context this item reads
-        self.map = nn.Linear(context_dim, context_dim)  # A, c: what it reads
+        self.proj = nn.Linear(dim, 1)  # w, b: how much context this item reads
+        self.map = nn.Linear(dim, dim)  # A, c: what it reads
         for p in self.parameters():
             nn.init.zeros_(p)
 
@@ -158,13 +158,14 @@ class MultimodalModel(nn.Module):
         self.head = head
         self.subnet_heads = nn.ModuleDict(dict(subnet_heads))  # keyed by modality
         self.head_names = {m: head_name(e) for m, e in self.encoders.items()}  # modality -> head
-        # the context gates (spec.context_gate): one per context feature, closed at start
+        # the context gates (spec.context_gate): one per context feature; the context side starts
+        # at zero, so the untrained context model predicts as the model without context
         self.context_gates: nn.ModuleDict | None = None
         if spec.context and spec.context_gate:
             widths = {m: e.dim for m, e in self.encoders.items()}
             if fusion is not None:
                 widths = {"fused": fusion.out_dim, **widths}
-            self.context_gates = nn.ModuleDict({n: ContextGate(d, d) for n, d in widths.items()})
+            self.context_gates = nn.ModuleDict({n: ContextGate(d) for n, d in widths.items()})
 
     def upgrade_state_dict(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Weights saved by an earlier mmml in this model's layout: a scalar context gate

@@ -240,6 +240,13 @@ class DataConfig:
 
 
 @dataclass
+class _ModelKeys:
+    """The model keys that are plain settings (``model.KEY``), for typing overrides."""
+
+    context_gate: bool  # RunConfig.context_gate
+
+
+@dataclass
 class _GroupKeys:
     """The keys of one parameter group (``optim.GROUP.KEY``), for typing overrides."""
 
@@ -661,10 +668,7 @@ def _parse_override(
             )
         return key, parse_value(_GroupKeys, parts[2], text, f"optim.{parts[1]}"), None
     if key == "model.context_gate":  # the one model key that is a plain setting
-        value = {"true": True, "false": False}.get(text.strip().lower())
-        if value is None:
-            raise ConfigError(f"model.context_gate={text!r}: must be true or false")
-        return key, value, None
+        return key, parse_value(_ModelKeys, rest, text, "model"), None
     model = merged.get("model", {})
     if head in _ROLES and rest:
         spec = model.get(head)
