@@ -582,12 +582,15 @@ class _StepBar:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if now - self.shown >= self.interval or self.bar.n + 1 >= (self.bar.total or 0):
+        last = self.bar.n + 1 >= (self.bar.total or 0)
+        if now - self.shown >= self.interval or last:
             self.shown = now
             rate = n_seen / max(now - self.start, 1e-9)
             mean = float(loss_sum) / max(n_seen, 1)
             self.bar.set_postfix_str(f"loss {mean:.3f}, {rate:.1f} samples/s", refresh=False)
         self.bar.update(1)
+        if last:  # tqdm skips a redraw within mininterval of the previous one: the final
+            self.bar.refresh()  # count and loss must show before close() clears the bar
 
     def close(self) -> None:
         self.bar.close()
