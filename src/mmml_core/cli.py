@@ -73,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _verb_parser(verb)
     # intermixed: key=value overrides may stand between options
     args = parser.parse_intermixed_args(rest)
+    args.argv = rest  # as given (mmml-bench --nproc hands them on to torchrun)
     module = importlib.import_module(SUBCOMMANDS[verb][0])
     try:
         return int(module.run(args) or 0)

@@ -40,7 +40,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, RandomSampler
 
-from mmml_core import registry
+from mmml_core import distributed, registry
 from mmml_core.checkpoint import atomic_directory, atomic_write_text, recover_directory, save_model
 from mmml_core.interfaces import FeatureEncoder
 from mmml_core.metrics import ACC2_KEY, regression_metrics
@@ -69,6 +69,13 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers running encoder preprocessing; 0 = in process
     device: str = "auto"  # auto = cuda when available, else cpu
     amp: bool = True  # bf16 autocast, used on CUDA only
+    # torch.compile the training forward and backward (Inductor; shapes that change from
+    # batch to batch are compiled once more as dynamic); evaluation stays eager
+    compile: bool = False
+    # DataLoader page-locked host memory for faster copies to the GPU: auto = on CUDA
+    pin_memory: str = "auto"
+    # batches each DataLoader worker loads ahead (with num_workers > 0)
+    prefetch_factor: int = 2
     # after warm-up: constant | linear | cosine (decay to 0 at max_epochs); the paper: constant
     schedule: str = "constant"
     warmup_steps: int = 0  # optimizer steps of linear warm-up from 0; 0 = none (the paper)
@@ -111,6 +118,9 @@ class TrainConfig:
             ("max_epochs", "an integer >= 1", lambda v: _integer(v) and v >= 1),
             ("patience", "an integer >= 1", lambda v: _integer(v) and v >= 1),
             ("num_workers", "an integer >= 0", lambda v: _integer(v) and v >= 0),
+            ("prefetch_factor", "an integer >= 1", lambda v: _integer(v) and v >= 1),
+            ("pin_memory", "one of auto, true, false", lambda v: v in ("auto", "true", "false")),
+            ("compile", "true or false", lambda v: isinstance(v, bool)),
         ]
         problems = [
             f"{name} must be {what}, got {getattr(self, name)!r}"
@@ -202,8 +212,13 @@ class TrainingDiverged(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a device. Under torchrun, ``auto`` and ``cuda`` mean this process's
+    own GPU (``cuda:LOCAL_RANK``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dist = distributed.current()
+    if name == "cuda" and dist.enabled:
+        name = f"cuda:{dist.local_rank}"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"--device {name}: CUDA is not available on this machine")
@@ -257,9 +272,7 @@ def _loader(
 ) -> DataLoader:
     from mmml_core.data import LengthBucketSampler
 
-    kwargs: dict[str, Any] = {"collate_fn": collate, "num_workers": cfg.num_workers}
-    if cfg.num_workers > 0:
-        kwargs["persistent_workers"] = False
+    kwargs = _loader_kwargs(collate, cfg)
     if not train:
         return DataLoader(split, batch_size=batch_size, shuffle=False, **kwargs)
     if cfg.bucket_by_length:
@@ -273,6 +286,61 @@ def _loader(
         sampler=RandomSampler(split, generator=g),
         drop_last=False,
         **kwargs,
+    )
+
+
+def _loader_kwargs(collate: Callable, cfg: TrainConfig) -> dict[str, Any]:
+    """The DataLoader settings every loader of a run shares: the collate, the workers, and
+    pinned memory and prefetching as ``cfg`` says."""
+    pin = cfg.pin_memory == "true" or (
+        cfg.pin_memory == "auto" and resolve_device(cfg.device).type == "cuda"
+    )
+    kwargs: dict[str, Any] = {
+        "collate_fn": collate,
+        "num_workers": cfg.num_workers,
+        "pin_memory": pin,
+    }
+    if cfg.num_workers > 0:
+        kwargs.update(persistent_workers=False, prefetch_factor=cfg.prefetch_factor)
+    return kwargs
+
+
+def _global_batches(split: Any, cfg: TrainConfig, seed: int, epoch: int) -> list[list[int]]:
+    """The epoch's training batches as item indices: exactly those a one-process run's
+    training loader yields (the same sampler, seed and epoch)."""
+    from torch.utils.data import BatchSampler
+
+    from mmml_core.data import LengthBucketSampler
+
+    if cfg.bucket_by_length:
+        sampler = LengthBucketSampler(split.lengths, cfg.batch_size, seed=seed, shuffle=True)
+        sampler.set_epoch(epoch)
+        return [list(b) for b in sampler]
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return [list(b) for b in BatchSampler(RandomSampler(split, generator=g), cfg.batch_size, False)]
+
+
+def _shard_batches(
+    batches: Sequence[Sequence[int]], dist: distributed.Dist
+) -> tuple[list[list[int]], list[int], list[float]]:
+    """This rank's share of each global batch (items ``rank, rank + world, ...``), how many
+    real items it holds, and the factor its mean loss is scaled by so that DDP's average of
+    the ranks' gradients is the gradient of the global batch's mean loss: ``world * n_rank /
+    n_batch``. An empty share runs the batch's first item with factor 0."""
+    shares, counts, scales = [], [], []
+    for batch in batches:
+        share = list(batch[dist.rank :: dist.world])
+        counts.append(len(share))
+        scales.append(dist.world * len(share) / len(batch))
+        shares.append(share or [batch[0]])
+    return shares, counts, scales
+
+
+def _shard_loader(
+    split: Any, collate: Callable, batches: Sequence[Sequence[int]], cfg: TrainConfig
+) -> DataLoader:
+    return DataLoader(
+        split, batch_sampler=[list(b) for b in batches], **_loader_kwargs(collate, cfg)
     )
 
 
@@ -330,6 +398,45 @@ def evaluate(
     }
 
 
+def _eval_loader(run: _Seed, split: Any) -> tuple[DataLoader, list[int] | None]:
+    """The evaluation loader of ``split``; under torchrun over this rank's share of the items
+    (``rank, rank + world, ...``), with the indices of that share."""
+    cfg, dist = run.cfg, distributed.current()
+    if not dist.enabled:
+        loader = _loader(
+            split, run.collate, cfg.eval_batch_size, cfg, train=False, seed=run.seed, epoch=0
+        )
+        return loader, None
+    from torch.utils.data import Subset
+
+    share = list(range(dist.rank, len(split), dist.world))
+    kwargs = _loader_kwargs(run.collate, cfg)
+    return DataLoader(Subset(split, share), batch_size=cfg.eval_batch_size, **kwargs), share
+
+
+def _evaluate(run: _Seed, loader: tuple[DataLoader, list[int] | None]) -> dict[str, Any]:
+    """:func:`evaluate` over an :func:`_eval_loader`; under torchrun the ranks' results are
+    gathered into the whole split's, in item order, on every rank."""
+    data, share = loader
+    ev = evaluate(run.model, data, run.loss_fn, run.device, run.cfg.amp, run.own_label)
+    if share is None:
+        return ev
+    parts = [p for p in distributed.current().gather((share, ev)) if p[0]]
+    order = np.argsort(np.concatenate([np.asarray(p[0]) for p in parts]), kind="stable")
+    count = sum(len(p[0]) for p in parts)
+
+    def joined(key: str) -> dict[str, np.ndarray]:
+        return {h: np.concatenate([p[1][key][h] for p in parts])[order] for h in parts[0][1][key]}
+
+    ids = [i for p in parts for i in p[1]["ids"]]
+    return {
+        "loss": sum(p[1]["loss"] * len(p[0]) for p in parts) / max(count, 1),
+        "preds": joined("preds"),
+        "targets": joined("targets"),
+        "ids": [ids[j] for j in order],
+    }
+
+
 def _score(ev: Mapping[str, Any], scheme: str, has_modality_labels: bool) -> dict[str, Any]:
     """Metrics per head against the multimodal label ``M`` (what every table compares);
     with per-modality labels also each subnet head against its own label."""
@@ -350,8 +457,14 @@ def _primary_head(spec: ModelSpec) -> str:
 
 
 def _save_state(
-    path: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, meta: dict[str, Any]
+    path: Path,
+    model: torch.nn.Module,
+    optim: torch.optim.Optimizer,
+    meta: dict[str, Any],
+    rank_rngs: Sequence[torch.Tensor] = (),
 ) -> None:
+    """Write the resumable state atomically. ``rank_rngs``: under torchrun, every rank's
+    torch generator state in rank order (rank 0's is the one a single process saves)."""
     with atomic_directory(path) as tmp:
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
@@ -366,7 +479,9 @@ def _save_state(
                 else:
                     scalars[f"{idx}/{key}"] = val
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        save_file({"torch": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+        rngs = {"torch": torch.get_rng_state()}
+        rngs.update({f"torch_rank{r}": g for r, g in enumerate(rank_rngs) if r > 0})
+        save_file(rngs, str(tmp / "rng.safetensors"))
         np_state = np.random.get_state()
         # the seconds trained go beside the state, not in it: state.json holds only what the
         # computation depends on, the same bytes for the same epochs however fast they ran
@@ -404,7 +519,8 @@ def _load_state(path: Path, model: torch.nn.Module, optim: torch.optim.Optimizer
         idx, name = key.split("/", 1)
         state.setdefault(int(idx), {})[name] = val
     optim.load_state_dict({"state": state, "param_groups": meta.pop("optimizer_param_groups")})
-    torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch"])
+    rngs = load_file(str(path / "rng.safetensors"))
+    torch.set_rng_state(rngs.get(f"torch_rank{distributed.current().rank}", rngs["torch"]))
     random.setstate(_tupled(meta.pop("python_rng")))
     np_state = meta.pop("numpy_rng")
     np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
@@ -438,6 +554,8 @@ class _Seed:
     make_optim: Callable[[], torch.optim.Optimizer]  # a fresh AdamW over the model's groups
     step: int = 0  # optimizer steps taken (the schedule's clock)
     steps_per_epoch: int = 1
+    ddp: torch.nn.Module | None = None  # under torchrun: the DDP wrapper training runs through
+    train_forward: Callable | None = None  # with train.compile: the compiled training forward
 
     @property
     def own_label(self) -> bool:
@@ -557,10 +675,14 @@ def _start(run: _Seed, resume: bool) -> dict[str, Any]:
         "bad_epochs": 0,
         "stopped": None,
     }
-    recover_directory(run.state_dir)
+    dist = distributed.current()
+    if dist.is_main:  # under torchrun rank 0 alone writes (and repairs) the state
+        recover_directory(run.state_dir)
+    dist.barrier()
     if resume and (run.state_dir / "state.json").is_file():
         meta = _load_state(run.state_dir, run.model, run.optim)
-    elif run.state_dir.exists():
+    dist.barrier()  # every rank has read the state before rank 0 may remove it
+    if dist.is_main and not resume and run.state_dir.exists():
         shutil.rmtree(run.state_dir)
     return meta
 
@@ -606,31 +728,49 @@ def _train_epoch(run: _Seed, epoch: int, progress: bool = False) -> float:
     run.model.train()
     loss_sum = torch.zeros((), device=device)
     n_seen = 0
-    loader = _loader(
-        run.train_split, run.collate, cfg.batch_size, cfg, train=True, seed=run.seed, epoch=epoch
-    )
-    bar = _StepBar(len(loader), f"epoch {epoch}", progress)
+    dist = distributed.current()
+    if dist.enabled:  # this rank's share of the one-process run's batches
+        shares, counts, scales = _shard_batches(
+            _global_batches(run.train_split, cfg, run.seed, epoch), dist
+        )
+        loader = _shard_loader(run.train_split, run.collate, shares, cfg)
+    else:
+        loader = _loader(
+            run.train_split,
+            run.collate,
+            cfg.batch_size,
+            cfg,
+            train=True,
+            seed=run.seed,
+            epoch=epoch,
+        )
+        counts, scales = [], []
+    forward = run.train_forward or run.ddp or run.model
+    bar = _StepBar(len(loader), f"epoch {epoch}", progress and dist.is_main)
     run.steps_per_epoch = len(loader)  # the same every epoch: the schedule counts from it
     run.step = (epoch - 1) * run.steps_per_epoch
     if cfg.reset_optimizer == "epoch":  # the authors' code: a new AdamW every epoch
         run.optim = run.make_optim()
-    for batch in loader:
+    for i, batch in enumerate(loader):
         batch_t = _to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            preds = run.model(batch_t["inputs"], batch_t.get("context"))
+            preds = forward(batch_t["inputs"], batch_t.get("context"))
         total, _ = run.loss_fn(preds, loss_targets(batch_t["targets"], single, run.own_label))
         run.optim.zero_grad(set_to_none=True)
-        total.backward()
+        (total * scales[i] if dist.enabled else total).backward()
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
         _set_lr(run)
         run.optim.step()
         run.step += 1
-        n = len(batch["ids"])
+        n = counts[i] if dist.enabled else len(batch["ids"])
         loss_sum += total.detach() * n
         n_seen += n
         bar.step(n_seen, loss_sum)
     bar.close()
+    if dist.enabled:  # the mean over every rank's items
+        loss_sum = dist.all_sum(loss_sum)
+        n_seen = int(dist.all_sum(torch.tensor(n_seen, device=device)))
     return float(loss_sum) / max(n_seen, 1)
 
 
@@ -664,12 +804,16 @@ def _diverged(
 
 
 def _validate(
-    run: _Seed, loader: DataLoader, meta: Mapping[str, Any], epoch: int, train_loss: float
+    run: _Seed,
+    loader: tuple[DataLoader, list[int] | None],
+    meta: Mapping[str, Any],
+    epoch: int,
+    train_loss: float,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The epoch's history row (training loss, validation loss and validation Acc2 of the
     primary head) and the evaluation it came from. A non-finite validation loss or prediction
     raises :class:`TrainingDiverged` (no metrics are computed on NaN)."""
-    ev = evaluate(run.model, loader, run.loss_fn, run.device, run.cfg.amp, run.own_label)
+    ev = _evaluate(run, loader)
     if not math.isfinite(ev["loss"]):
         raise _diverged(run, meta, epoch, "valid_loss", ev["loss"])
     bad = _first_nonfinite(ev["preds"])
@@ -692,13 +836,15 @@ def _select(run: _Seed, meta: dict[str, Any], row: Mapping[str, Any]) -> None:
     epoch, cfg = row["epoch"], run.cfg
     if row["valid_loss"] < meta["best_loss"]:
         meta.update(best_loss=row["valid_loss"], best_loss_epoch=epoch, bad_epochs=0)
-        save_model(run.model, run.out / "best_loss", run.extra)
+        if distributed.current().is_main:
+            save_model(run.model, run.out / "best_loss", run.extra)
     else:
         meta["bad_epochs"] += 1
     acc, best = row["valid_acc2"], meta["best_acc"]
     if acc > best or (cfg.acc_tie == "later" and acc == best):
         meta.update(best_acc=row["valid_acc2"], best_acc_epoch=epoch)
-        save_model(run.model, run.out / "best_acc", run.extra)
+        if distributed.current().is_main:
+            save_model(run.model, run.out / "best_acc", run.extra)
     meta["epoch"] = epoch
     if meta["bad_epochs"] >= cfg.patience:
         meta["stopped"] = "early_stopping"
@@ -712,9 +858,8 @@ def _test_selections(
     """Evaluate both checkpoints on the test split; the seed's results. A non-finite test
     prediction raises :class:`TrainingDiverged` (``loss="test_preds"``)."""
     cfg = run.cfg
-    test_loader = _loader(
-        run.test_split, run.collate, cfg.eval_batch_size, cfg, train=False, seed=run.seed, epoch=0
-    )
+    distributed.current().barrier()  # rank 0 wrote the checkpoints every rank reads here
+    test_loader = _eval_loader(run, run.test_split)
     results: dict[str, Any] = {
         "seed": run.seed,
         "profile": run.extra.get("profile", "paper"),
@@ -734,7 +879,7 @@ def _test_selections(
     for selection in ("best_loss", "best_acc"):
         epoch = meta[f"{selection}_epoch"]
         run.model.load_state_dict(load_file(str(run.out / selection / "model.safetensors")))
-        ev = evaluate(run.model, test_loader, run.loss_fn, run.device, cfg.amp, run.own_label)
+        ev = _evaluate(run, test_loader)
         bad = _first_nonfinite(ev["preds"])
         if bad is not None:
             raise _diverged(
@@ -830,11 +975,21 @@ def train_seed(
     out.mkdir(parents=True, exist_ok=True)
     run = _setup(spec, loss_spec, dataset, cfg, seed, out, checkpoint_extra, groups)
     meta = _start(run, resume)
+    dist = distributed.current()
+    if dist.enabled:  # gradients averaged over the ranks in backward
+        from torch.nn.parallel import DistributedDataParallel
+
+        run.ddp = DistributedDataParallel(
+            run.model,
+            device_ids=[run.device.index] if run.device.type == "cuda" else None,
+            find_unused_parameters=True,  # LayerDrop, context gates of a batch without context
+        )
+    if cfg.compile:  # the parameters stay the model's: checkpoints and state are unchanged
+        run.train_forward = torch.compile(run.ddp or run.model)
+    progress = progress and dist.is_main
     if run.device.type == "cuda":  # the seed's own peak (throughput)
         torch.cuda.reset_peak_memory_stats(run.device)
-    valid_loader = _loader(
-        run.valid_split, run.collate, cfg.eval_batch_size, cfg, train=False, seed=seed, epoch=0
-    )
+    valid_loader = _eval_loader(run, run.valid_split)
     bar = tqdm(
         total=cfg.max_epochs,
         initial=meta["epoch"],
@@ -859,10 +1014,12 @@ def train_seed(
             timing["train_seconds"] += train_s  # outside the history, which resume reproduces
             timing["train_samples"] += len(run.train_split)
             _select(run, meta, row)
-            _save_state(run.state_dir, run.model, run.optim, meta)
+            rank_rngs = dist.gather(torch.get_rng_state()) if dist.enabled else ()
+            if dist.is_main:
+                _save_state(run.state_dir, run.model, run.optim, meta, rank_rngs)
             seconds, lrs = time.perf_counter() - started, current_lrs(run.optim)
             log.info(_epoch_line(seed, cfg.max_epochs, row, lrs, seconds, rate))
-            if tracked:
+            if tracked and dist.is_main:
                 scores = _score(ev, run.scheme, dataset.has_modality_labels)
                 metrics = _epoch_metrics(row, scores, lrs, seconds, rate)
                 hook.mmml_epoch_end(seed_dir=str(out), seed=seed, epoch=epoch, metrics=metrics)
@@ -877,7 +1034,11 @@ def train_seed(
 
     results = _test_selections(run, meta, loss_spec, dataset.has_modality_labels)
     results["throughput"] = throughput(meta, run.device)
+    if dist.enabled:
+        results["processes"] = dist.world
     log.info(f"seed {seed}: {describe_throughput(results['throughput'])}")
+    if not dist.is_main:
+        return results
     atomic_write_text(out / "results.json", json.dumps(json_clean(results), indent=2))
     plot_curves(meta["history"], out / "curve.png", title=f"seed {seed}")
     hook.mmml_seed_end(seed_dir=str(out), seed=seed, results=json_clean(results))

@@ -144,6 +144,7 @@ def run_experiment(
     here). ``out_dir`` must be a folder this process may write (see
     :func:`open_run_folder`). What the run does is logged to the ``mmml_core`` logger (see
     :mod:`mmml_core.logs`)."""
+    from mmml_core import distributed
     from mmml_core.engine import json_clean, train_seed
     from mmml_core.validate import CheckedRun, check_run, describe_dropped, describe_report
 
@@ -156,7 +157,9 @@ def run_experiment(
         before = json.loads(saved.read_text())
         if before != resolved:
             raise ConfigError(f"{saved}: --resume with a different configuration than the run's")
-    saved.write_text(json.dumps(resolved, indent=2))
+    main = distributed.current().is_main  # under torchrun rank 0 alone writes
+    if main:
+        saved.write_text(json.dumps(resolved, indent=2))
     log.info(describe_report(checked.data_report))
     if checked.dropped:
         log.info(describe_dropped(checked.dropped))
@@ -189,8 +192,9 @@ def run_experiment(
         )
     labels = head_labels(cfg.model.subnet_heads, cfg.model.heads)
     table_md, table_csv = summary_table(per_seed, cfg.scheme, labels)
-    (out / "summary.md").write_text(table_md)
-    (out / "summary.csv").write_text(table_csv)
+    if main:
+        (out / "summary.md").write_text(table_md)
+        (out / "summary.csv").write_text(table_csv)
     summary = {
         "config": resolved,
         "profile": cfg.profile,  # paper | authors (mmml_core.profiles)
@@ -203,7 +207,10 @@ def run_experiment(
         "aggregate": aggregate(per_seed),
         "runs": [f"seed-{s}" for s in cfg.seeds],
     }
-    (out / "results.json").write_text(json.dumps(json_clean(summary), indent=2))
+    if distributed.current().enabled:
+        summary["processes"] = distributed.current().world
+    if main:
+        (out / "results.json").write_text(json.dumps(json_clean(summary), indent=2))
     return {"summary": summary, "table": table_md, "per_seed": per_seed}
 
 

@@ -127,6 +127,15 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
         metavar="PATH",
         help="also append the run's log to PATH (it is always in <run>/log.txt)",
     )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train with N processes through torchrun (DistributedDataParallel; one per GPU, "
+        "or gloo on CPU): the same as `torchrun --standalone --nproc-per-node N -m mmml_core "
+        "...`; train.batch_size stays the global batch",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDE_HELP)
     get_plugin_manager().hook.mmml_add_cli_options(parser=parser)
 
@@ -255,6 +264,10 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, ValueError) as exc:  # no CUDA here, or a malformed device name
         return _error(f"train.device: {exc}")
 
+    from mmml_core import distributed
+
+    if args.nproc < 1:
+        return _error(f"--nproc must be at least 1, got {args.nproc}")
     if args.dry_run:
         print(describe_profile_differences(cfg, layers), file=sys.stderr)
     try:
@@ -276,12 +289,56 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
-    return _train(checked, args, pm)
+    if args.nproc > 1 and not distributed.launched():  # checked here, trained by torchrun
+        return _launch(args)
+    distributed.init_from_env(cfg.train.device)
+    try:
+        return _train(checked, args, pm)
+    finally:
+        distributed.shutdown()
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``mmml-bench --nproc N ...``: the same command under ``torchrun`` (this process waits
+    for it and returns its exit code; each of the N processes runs the command without
+    ``--nproc``)."""
+    import subprocess
+
+    argv = list(getattr(args, "argv", None) or sys.argv[1:])
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc-per-node={args.nproc}", "-m", "mmml_core", *rest]
+    import signal
+
+    proc = subprocess.Popen(cmd)
+    # torchrun stops its ranks on SIGINT and SIGTERM; pass a SIGTERM on to it (Ctrl-C reaches
+    # it anyway: it is in this terminal's foreground process group)
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+    try:
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except KeyboardInterrupt:  # wait for torchrun to stop the ranks, never orphan them
+                continue
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return code if code in (0, 2) else 130 if code in (-2, 130) else 1
 
 
 def _train(checked: Any, args: argparse.Namespace, pm: Any) -> int:
+    from mmml_core import distributed
     from mmml_core.logs import console
 
+    if not distributed.current().is_main:  # rank 0 alone logs and writes
+        return _train_logged(checked, args, pm)
     with console():
         return _train_logged(checked, args, pm)
 
@@ -290,7 +347,10 @@ def _train_logged(checked: Any, args: argparse.Namespace, pm: Any) -> int:
     """The run, its log going to stderr (set up by :func:`_train`) and, once the run folder
     is open, to ``<run>/log.txt`` and ``--log-file``."""
     import logging
+    from contextlib import ExitStack
+    from pathlib import Path
 
+    from mmml_core import distributed
     from mmml_core.config import ConfigError
     from mmml_core.engine import TrainingDiverged
     from mmml_core.logs import FILE_ONLY, log_files
@@ -298,36 +358,44 @@ def _train_logged(checked: Any, args: argparse.Namespace, pm: Any) -> int:
 
     log = logging.getLogger("mmml_core.commands.train")
     cfg = checked.config
-    try:
-        with (
-            open_run_folder(cfg.output.dir, cfg, resume=args.resume) as out,
-            log_files(out / LOG_NAME, args.log_file),
-        ):
-            log.info(
-                f"mmml-bench: {cfg.data.dataset} ({cfg.data.kind}), encoders "
-                + ", ".join(f"{m}={s.name}" for m, s in cfg.model.encoders.items())
-                + f", fusion {cfg.model.fusion.name if cfg.model.fusion else 'none'}, "
-                f"heads {','.join(cfg.model.heads)}, loss {cfg.loss.name}, seeds "
-                f"{','.join(map(str, cfg.seeds))} -> {out}{' (resumed)' if args.resume else ''}"
-            )
-            try:
-                result = run_experiment(
-                    checked, out, resume=args.resume, progress=not args.no_progress
-                )
-            except (TrainingDiverged, ConfigError, OSError) as exc:
-                log.error(f"mmml-bench: error: {exc}")  # stderr and the log files
-                return 2
-            except KeyboardInterrupt:
-                log.info("interrupted", extra=FILE_ONLY)  # the CLI says it on stderr
-                raise
-            outputs = (
-                f"outputs in {out}/ (summary.md, summary.csv, seed-*/results.json, curve.png, "
-                "best_loss/ and best_acc/ checkpoints, log.txt)"
-            )
-            log.info(result["table"].rstrip("\n"), extra=FILE_ONLY)  # stdout has it, below
-            log.info(outputs, extra=FILE_ONLY)
-    except (ConfigError, OSError) as exc:  # the folder (or --log-file) cannot be used
-        return _error(str(exc))
+    dist = distributed.current()
+    with ExitStack() as stack:
+        folder: str | None = None
+        if dist.is_main:  # under torchrun: rank 0 opens (and locks) the folder, the others
+            try:  # use the one it opened
+                out = stack.enter_context(open_run_folder(cfg.output.dir, cfg, resume=args.resume))
+                stack.enter_context(log_files(out / LOG_NAME, args.log_file))
+                folder = str(out)
+            except (ConfigError, OSError) as exc:  # the folder (or --log-file) cannot be used
+                dist.broadcast(None)
+                return _error(str(exc))
+        folder = dist.broadcast(folder)
+        if folder is None:  # rank 0 could not open it, and said why
+            return 2
+        out = Path(folder)
+        log.info(
+            f"mmml-bench: {cfg.data.dataset} ({cfg.data.kind}), encoders "
+            + ", ".join(f"{m}={s.name}" for m, s in cfg.model.encoders.items())
+            + f", fusion {cfg.model.fusion.name if cfg.model.fusion else 'none'}, "
+            f"heads {','.join(cfg.model.heads)}, loss {cfg.loss.name}, seeds "
+            f"{','.join(map(str, cfg.seeds))} -> {out}{' (resumed)' if args.resume else ''}"
+        )
+        try:
+            result = run_experiment(checked, out, resume=args.resume, progress=not args.no_progress)
+        except (TrainingDiverged, ConfigError, OSError) as exc:
+            log.error(f"mmml-bench: error: {exc}")  # stderr and the log files
+            return 2
+        except KeyboardInterrupt:
+            log.info("interrupted", extra=FILE_ONLY)  # the CLI says it on stderr
+            raise
+        outputs = (
+            f"outputs in {out}/ (summary.md, summary.csv, seed-*/results.json, curve.png, "
+            "best_loss/ and best_acc/ checkpoints, log.txt)"
+        )
+        log.info(result["table"].rstrip("\n"), extra=FILE_ONLY)  # stdout has it, below
+        log.info(outputs, extra=FILE_ONLY)
+    if not dist.is_main:
+        return 0
     pm.hook.mmml_report_results(run_dir=str(out), results=result["summary"])
     if args.json:
         print(json.dumps(result["summary"], indent=2))
