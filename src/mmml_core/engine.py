@@ -745,7 +745,7 @@ def _train_epoch(run: _Seed, epoch: int, progress: bool = False) -> float:
             epoch=epoch,
         )
         counts, scales = [], []
-    forward = run.train_forward or run.ddp or run.model
+    forward = next(f for f in (run.train_forward, run.ddp, run.model) if f is not None)
     bar = _StepBar(len(loader), f"epoch {epoch}", progress and dist.is_main)
     run.steps_per_epoch = len(loader)  # the same every epoch: the schedule counts from it
     run.step = (epoch - 1) * run.steps_per_epoch
@@ -985,7 +985,7 @@ def train_seed(
             find_unused_parameters=True,  # LayerDrop, context gates of a batch without context
         )
     if cfg.compile:  # the parameters stay the model's: checkpoints and state are unchanged
-        run.train_forward = torch.compile(run.ddp or run.model)
+        run.train_forward = torch.compile(run.model if run.ddp is None else run.ddp)
     progress = progress and dist.is_main
     if run.device.type == "cuda":  # the seed's own peak (throughput)
         torch.cuda.reset_peak_memory_stats(run.device)
