@@ -126,3 +126,17 @@ def test_nproc_is_checked_before_anything_starts(tmp_path):
     assert wrong.returncode == 2 and "train.lr" in wrong.stderr, wrong.stderr
     assert "Traceback" not in wrong.stderr and "torch.distributed" not in wrong.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_failing_rank_ends_the_run_with_one_error_line(tmp_path):
+    """Training that diverges (lr 1, weight decay 3: the weights flip sign and double every
+    step) stops every rank; rank 0 alone reports it, with mmml-bench's exit code 2."""
+    run = tmp_path / "r"
+    proc = bench(
+        "--nproc", "2", *ARGS, "train.lr=1.0", "train.weight_decay=3.0", "train.max_epochs=40",
+        "train.patience=40", "--out", str(run),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("mmml-bench: error: seed 1 diverged at epoch") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
+    assert (run / "seed-1" / "best_loss" / "model.safetensors").is_file(), "kept"

@@ -301,7 +301,8 @@ def run(args: argparse.Namespace) -> int:
 def _launch(args: argparse.Namespace) -> int:
     """``mmml-bench --nproc N ...``: the same command under ``torchrun`` (this process waits
     for it and returns its exit code; each of the N processes runs the command without
-    ``--nproc``)."""
+    ``--nproc``). torchrun runs through :mod:`mmml_core._torchrun`, which turns its failure
+    reports into mmml-bench's exit codes."""
     import subprocess
 
     argv = list(getattr(args, "argv", None) or sys.argv[1:])
@@ -313,7 +314,7 @@ def _launch(args: argparse.Namespace) -> int:
             skip = True
         elif not a.startswith("--nproc="):
             rest.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd = [sys.executable, "-m", "mmml_core._torchrun", "--standalone"]
     cmd += [f"--nproc-per-node={args.nproc}", "-m", "mmml_core", *rest]
     import signal
 
@@ -330,7 +331,7 @@ def _launch(args: argparse.Namespace) -> int:
                 continue
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return code if code in (0, 2) else 130 if code in (-2, 130) else 1
+    return code if code in (0, 1, 2, 130) else 130 if code == -2 else 1
 
 
 def _train(checked: Any, args: argparse.Namespace, pm: Any) -> int:
@@ -338,6 +339,11 @@ def _train(checked: Any, args: argparse.Namespace, pm: Any) -> int:
     from mmml_core.logs import console
 
     if not distributed.current().is_main:  # rank 0 alone logs and writes
+        import logging
+
+        quiet = logging.getLogger("mmml_core")
+        quiet.addHandler(logging.NullHandler())  # not even Python's last-resort handler
+        quiet.propagate = False
         return _train_logged(checked, args, pm)
     with console():
         return _train_logged(checked, args, pm)
