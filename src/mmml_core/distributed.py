@@ -1,4 +1,4 @@
-"""Several processes through ``torchrun`` (docs/training.md#several-gpus-or-processes).
+"""Several processes through ``torchrun`` (docs/training.md#several-processes-torchrun).
 
 ``torchrun --nproc-per-node N -m mmml_core [options]`` (or ``mmml-bench --nproc N ...``,
 which calls it) starts N copies of ``mmml-bench``; each finds its rank in the environment
