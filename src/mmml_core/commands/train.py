@@ -290,12 +290,29 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.nproc > 1 and not distributed.launched():  # checked here, trained by torchrun
+        device = resolve_device(cfg.train.device)
+        if device.type == "cuda" and device.index is not None:
+            return _error(
+                f"--nproc {args.nproc} with train.device={cfg.train.device}: each process "
+                "uses its own GPU (cuda:LOCAL_RANK); use train.device=cuda or auto"
+            )
+        if device.type == "cuda" and torch_cuda_count() < args.nproc:
+            return _error(
+                f"--nproc {args.nproc} needs {args.nproc} GPUs (one per process); this "
+                f"machine has {torch_cuda_count()}"
+            )
         return _launch(args)
     distributed.init_from_env(cfg.train.device)
     try:
         return _train(checked, args, pm)
     finally:
         distributed.shutdown()
+
+
+def torch_cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def _launch(args: argparse.Namespace) -> int:
