@@ -59,6 +59,7 @@ FIRST_PARTY = (
     "mmml-fusion-tfn",
     "mmml-audio-opensmile",
     "mmml-audio-mel",
+    "mmml-encoders-video",
 )
 
 

@@ -71,6 +71,7 @@ FIRST_PARTY: dict[tuple[str, str], str] = {
     ("encoder", "hubert"): "mmml-encoders-hf",
     ("encoder", "opensmile"): "mmml-audio-opensmile",
     ("encoder", "mel"): "mmml-audio-mel",
+    ("encoder", "video"): "mmml-encoders-video",
     ("fusion", "cross_attn"): "mmml-fusion-transformer",
     ("fusion", "tfn"): "mmml-fusion-tfn",
 }
