@@ -227,7 +227,10 @@ def _cell(value: Any) -> str:
 
 
 def _error(message: str) -> int:
-    print(f"mmml-bench: error: {message}", file=sys.stderr)
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank finds it; one says it
+        print(f"mmml-bench: error: {message}", file=sys.stderr)
     return 2
 
 
