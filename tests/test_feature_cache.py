@@ -108,7 +108,9 @@ def test_cache_gives_the_metrics_of_the_run_without_it(runs: dict) -> None:
 def test_a_second_run_reuses_the_entries_and_gives_identical_results(runs: dict) -> None:
     (first, _), (second, log) = runs["built"], runs["reused"]
     line = _cache_line(log)
-    assert "(reused text/train, text/valid, text/test, audio/train, audio/valid, audio/test;" in line
+    assert (
+        "(reused text/train, text/valid, text/test, audio/train, audio/valid, audio/test;" in line
+    )
     assert runs["after_reuse"] == runs["after_build"]  # no entry was written again
     assert len(runs["after_build"]) == 6  # 2 modalities x 3 splits
     assert first["selection"] == second["selection"]
