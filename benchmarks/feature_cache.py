@@ -82,38 +82,36 @@ def run_sweep(mode: str, args: argparse.Namespace, work: Path, fusions: list[str
     return {"seconds": total, "runs": runs}
 
 
-def compare(a: dict, b: dict, tol: float) -> tuple[bool, float]:
+def compare(a: dict, b: dict, tol: float) -> tuple[bool, float, dict[str, float]]:
     """Whether every test metric, test loss and history loss agree within ``tol``; the
-    largest difference."""
-    worst = 0.0
+    largest difference; and per run (``fusion/seed``) its largest difference."""
+    per_run: dict[str, float] = {}
     same = True
-
-    def check(x, y):
-        nonlocal worst, same
-        if x is None or y is None:
-            same &= x is y
-            return
-        d = abs(float(x) - float(y))
-        if math.isnan(d):
-            same = False
-            return
-        worst = max(worst, d)
-        same &= d <= tol
-
     for fusion, run in a["runs"].items():
         for seed, ra in run["seeds"].items():
             rb = b["runs"][fusion]["seeds"][seed]
+            pairs = []
             for sel, sa in ra["selection"].items():
                 sb = rb["selection"][sel]
                 same &= sa["epoch"] == sb["epoch"]
-                check(sa["test_loss"], sb["test_loss"])
+                pairs.append((sa["test_loss"], sb["test_loss"]))
                 for head, metrics in sa["test"].items():
-                    for key, value in metrics.items():
-                        check(value, sb["test"][head][key])
+                    pairs += [(v, sb["test"][head][k]) for k, v in metrics.items()]
             for ha, hb in zip(ra["history"], rb["history"], strict=True):
-                check(ha["train_loss"], hb["train_loss"])
-                check(ha["valid_loss"], hb["valid_loss"])
-    return bool(same), worst
+                pairs += [
+                    (ha["train_loss"], hb["train_loss"]),
+                    (ha["valid_loss"], hb["valid_loss"]),
+                ]
+            worst = 0.0
+            for x, y in pairs:
+                if x is None or y is None:
+                    worst = worst if x is y else math.inf
+                else:
+                    d = abs(float(x) - float(y))
+                    worst = math.inf if math.isnan(d) else max(worst, d)
+            per_run[f"{fusion}/{seed}"] = worst
+            same &= worst <= tol
+    return bool(same), max(per_run.values(), default=0.0), per_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         live = run_sweep("off", args, work, fusions)
         cached = run_sweep("auto", args, work, fusions)
-    same, worst = compare(live, cached, args.tol)
+    same, worst, per_run = compare(live, cached, args.tol)
     ratio = live["seconds"] / cached["seconds"]
     import torch
 
@@ -164,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "metrics_identical": same,
         "tolerance": args.tol,
         "max_abs_difference": worst,
+        "max_abs_difference_per_run": per_run,
         "per_run_seconds": {
             mode: {f: r["seconds"] for f, r in sweep["runs"].items()}
             for mode, sweep in (("off", live), ("auto", cached))
@@ -176,9 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     for mode, sweep in (("feature_cache=off", live), ("feature_cache=auto", cached)):
         cells = [f"{sweep['runs'][f]['seconds']:.1f} s" for f in fusions]
         print(f"| {mode} | " + " | ".join(cells) + f" | {sweep['seconds']:.1f} s |")
+    apart = [f"{run} ({d:.2g})" for run, d in per_run.items() if d > args.tol]
     print(
         f"\nspeedup {ratio:.2f}x; metrics identical within {args.tol:g}: {same} "
-        f"(largest difference {worst:.2g}); results in {args.json}"
+        f"(largest difference {worst:.2g}; {len(per_run) - len(apart)} of {len(per_run)} runs "
+        f"agree{', apart: ' + ', '.join(apart) if apart else ''}); results in {args.json}"
     )
     return 0 if same else 1
 
