@@ -28,6 +28,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _feature_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The feature cache of frozen encoders (mmml_core.cache) in a temporary folder, never the
+    user's ~/.cache, for this process and the mmml-bench subprocesses it starts."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMML_CACHE_DIR", str(tmp_path_factory.mktemp("feature-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _plugins(request: pytest.FixtureRequest):
     marker = request.node.get_closest_marker("plugins")

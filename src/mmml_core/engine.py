@@ -89,6 +89,11 @@ class TrainConfig:
     # rows); own = its modality's label where the dataset has one (label_A on CH-SIMS, the
     # authors' Table 2), else the label
     unimodal_label: str = "multimodal"
+    # frozen encoders' outputs (model.frozen): auto = computed once per item and read back from
+    # the feature cache (mmml_core.cache); off = the encoders run on every batch
+    feature_cache: str = "auto"
+    # the feature cache's folder; None = $MMML_CACHE_DIR, else ~/.cache/mmml/features
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         """Reject every out-of-range number, naming the field and its value (all at once).
@@ -121,6 +126,8 @@ class TrainConfig:
             ("prefetch_factor", "an integer >= 1", lambda v: _integer(v) and v >= 1),
             ("pin_memory", "one of auto, true, false", lambda v: v in ("auto", "true", "false")),
             ("compile", "true or false", lambda v: isinstance(v, bool)),
+            ("feature_cache", "one of auto, off", lambda v: v in ("auto", "off")),
+            ("cache_dir", "None or a folder", lambda v: v is None or isinstance(v, str) and v),
         ]
         problems = [
             f"{name} must be {what}, got {getattr(self, name)!r}"
@@ -625,6 +632,13 @@ def _setup(
         if type(enc).fit is not FeatureEncoder.fit:
             enc.fit(_ModalityView(train_split, m))
     model.to(device)
+    # frozen encoders' outputs from the feature cache (train.feature_cache): the splits'
+    # items then carry those outputs instead of raw inputs (RNG streams are left untouched)
+    from mmml_core.cache import cached_splits
+
+    splits = {"train": train_split, "valid": valid_split, "test": test_split}
+    splits = cached_splits(model, dataset, splits, cfg, device)
+    train_split, valid_split, test_split = splits["train"], splits["valid"], splits["test"]
     params = [p for p in model.parameters() if p.requires_grad]
     if groups is None:
         groups = default_groups(spec, cfg)

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from mmml_core import registry
+from mmml_core.cache import cached_output
 from mmml_core.interfaces import EncoderOutput, FeatureEncoder, config_dict, head_name
 from mmml_core.runconfig import ComponentSpec
 
@@ -49,6 +50,10 @@ class ModelSpec:
     # model starts as the model without context and learns how much of the context to use
     # (the authors' context model has no gate: profile authors turns it off)
     context_gate: bool = True
+    # modalities whose encoders are frozen (model.frozen): their parameters get no gradient
+    # and no optimizer group, and they stay in eval mode (no dropout) while the model trains,
+    # so their outputs depend on the input alone and can be cached (mmml_core.cache)
+    frozen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.encoders = {m: ComponentSpec.coerce(s) for m, s in self.encoders.items()}
@@ -57,6 +62,13 @@ class ModelSpec:
         self.subnet_head = ComponentSpec.coerce(self.subnet_head)
         if not self.encoders:
             raise ValueError("a model needs at least one encoder")
+        self.frozen = tuple(self.frozen)
+        unknown = [m for m in self.frozen if m not in self.encoders]
+        if unknown:
+            raise ValueError(
+                f"frozen modalities {unknown} have no encoder; the encoders are "
+                f"{', '.join(self.encoders)}"
+            )
         possible = set(self.subnet_head_names().values())
         if self.fusion is not None:
             possible.add("M")
@@ -94,6 +106,7 @@ class ModelSpec:
             "context": self.context,
             "empty_context": self.empty_context,
             "context_gate": self.context_gate,
+            "frozen": list(self.frozen),
         }
 
     @classmethod
@@ -103,6 +116,7 @@ class ModelSpec:
         d["heads"] = None if heads is None else tuple(heads)
         d["context"] = bool(d.get("context", False))  # checkpoints before context: none
         d.setdefault("context_gate", True)
+        d["frozen"] = tuple(d.get("frozen") or ())  # checkpoints before freezing: none
         return cls(**d)
 
 
@@ -166,6 +180,18 @@ class MultimodalModel(nn.Module):
             if fusion is not None:
                 widths = {"fused": fusion.out_dim, **widths}
             self.context_gates = nn.ModuleDict({n: ContextGate(d) for n, d in widths.items()})
+        for m in spec.frozen:  # frozen encoders: no gradients, always in eval mode
+            self.encoders[m].requires_grad_(False)
+            self.encoders[m].eval()
+
+    def train(self, mode: bool = True) -> MultimodalModel:
+        """As ``nn.Module.train``, except that frozen encoders (``spec.frozen``) stay in eval
+        mode: no dropout, so a frozen encoder computes the same output for an input in
+        training as in evaluation (what makes its outputs cacheable)."""
+        super().train(mode)
+        for m in self.spec.frozen:
+            self.encoders[m].eval()
+        return self
 
     def upgrade_state_dict(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Weights saved by an earlier mmml in this model's layout: a scalar context gate
@@ -191,7 +217,15 @@ class MultimodalModel(nn.Module):
         return list(self.encoders)
 
     def encode(self, inputs: Mapping[str, Mapping[str, Tensor]]) -> dict[str, EncoderOutput]:
-        return {m: self.encoders[m](x) for m, x in inputs.items() if m in self.encoders}
+        """Each modality's :class:`EncoderOutput`: its encoder on its inputs, or, for a
+        modality whose inputs are cached outputs (:func:`mmml_core.cache.is_cached`: the
+        feature cache of a frozen encoder), those outputs as they are."""
+        out = {}
+        for m, x in inputs.items():
+            if m in self.encoders:
+                cached = cached_output(x)
+                out[m] = cached if cached is not None else self.encoders[m](x)
+        return out
 
     def forward(
         self,

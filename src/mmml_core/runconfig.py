@@ -19,7 +19,7 @@ Every layer has the same shape (the shape of a configuration file)::
               text_context, audio_context, context_order, empty_context
     [model]   encoders = {MODALITY = {name, config}}, fusion = {name, config} | "none",
               head, subnet_head, heads = ["M", "T", "A"], modalities = ["text", "audio"],
-              context_gate = true
+              context_gate = true, frozen = ["text"]
     [loss]    name, config
     [train]   the fields of :class:`mmml_core.engine.TrainConfig`
     [optim]   GROUP = {lr, weight_decay}: one parameter group's settings, GROUP a modality
@@ -85,7 +85,18 @@ SECTIONS: tuple[str, ...] = (
     "seeds",
     "output",
 )
-_MODEL_KEYS = ("encoders", "fusion", "head", "subnet_head", "heads", "modalities", "context_gate")
+_MODEL_KEYS = (
+    "encoders",
+    "fusion",
+    "head",
+    "subnet_head",
+    "heads",
+    "modalities",
+    "context_gate",
+    "frozen",
+)
+#: The model keys that are plain settings (``model.KEY=value``, typed by :class:`_ModelKeys`)
+_MODEL_SETTINGS = ("context_gate", "frozen")
 _ROLES = ("fusion", "head", "subnet_head")  # model components besides the encoders
 # sections that neither the model nor the data depends on (problem keys start with them)
 _LATER_SECTIONS = frozenset({"train", "optim", "loss", "seeds", "output"})
@@ -244,6 +255,7 @@ class _ModelKeys:
     """The model keys that are plain settings (``model.KEY``), for typing overrides."""
 
     context_gate: bool  # RunConfig.context_gate
+    frozen: tuple[str, ...]  # ModelConfig.frozen: modalities whose encoders are frozen
 
 
 @dataclass
@@ -277,6 +289,9 @@ class ModelConfig:
     empty_context: str = "mask"  # data.empty_context
     # a context model's features reach the heads through learned gates (model.ContextGate)
     context_gate: bool = True
+    # modalities whose encoders are frozen: no gradients, no optimizer group, eval mode;
+    # their outputs are cached with train.feature_cache=auto (mmml_core.cache)
+    frozen: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -288,6 +303,7 @@ class ModelConfig:
             "context": self.context,
             "empty_context": self.empty_context,
             "context_gate": self.context_gate,
+            "frozen": list(self.frozen),
         }
 
 
@@ -458,7 +474,7 @@ class _Merger:
                     self._component(encoders, modality, f"{path}.{modality}", spec, layer)
             elif key in _ROLES:
                 self._component(model, key, path, v, layer)
-            elif key in ("heads", "modalities", "context_gate"):
+            elif key in ("heads", "modalities", *_MODEL_SETTINGS):
                 model[key] = copy.deepcopy(v)
                 self._set(path, layer.label(path))
             else:
@@ -667,8 +683,11 @@ def _parse_override(
                 "a modality (its encoder), fusion or heads"
             )
         return key, parse_value(_GroupKeys, parts[2], text, f"optim.{parts[1]}"), None
-    if key == "model.context_gate":  # the one model key that is a plain setting
-        return key, parse_value(_ModelKeys, rest, text, "model"), None
+    if head == "model" and rest in _MODEL_SETTINGS:  # the model keys that are plain settings
+        value = parse_value(_ModelKeys, rest, text, "model")
+        if rest == "frozen":  # a list in the merged layers, as a configuration file gives it
+            value = [m.strip() for m in value if m.strip()]
+        return key, value, None
     model = merged.get("model", {})
     if head in _ROLES and rest:
         spec = model.get(head)
@@ -696,7 +715,7 @@ def _parse_override(
         f"unknown key {key!r}. Keys are profile, train.FIELD, data.FIELD, output.FIELD, seeds, "
         "MODALITY.FIELD (e.g. text.checkpoint, audio.checkpoint), fusion.FIELD, head.FIELD, "
         "subnet_head.FIELD, loss.FIELD, optim.GROUP.lr, optim.GROUP.weight_decay, "
-        "model.context_gate."
+        "model.context_gate, model.frozen."
         f"\ntrain fields:\n{describe_fields(_T)}\n"
         f"data fields:\n{describe_fields(DataConfig)}"
     )
@@ -1128,7 +1147,29 @@ class _Resolver:
         if not isinstance(gate, bool):
             self.problem("model.context_gate", f"must be true or false, got {gate!r}")
             gate = True
-        return ModelConfig(encoders, fusion, head, subnet_head, heads, subnet, context, empty, gate)
+        frozen = self.frozen(model_in.get("frozen"), mods)
+        return ModelConfig(
+            encoders, fusion, head, subnet_head, heads, subnet, context, empty, gate, frozen
+        )
+
+    def frozen(self, value: Any, mods: Sequence[str]) -> list[str]:
+        """``model.frozen``: a list of the run's modalities (each once); anything else is a
+        problem naming the key."""
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(m, str) for m in value):
+            self.problem("model.frozen", f"must be a list of modalities, got {value!r}")
+            return []
+        unknown = [m for m in value if m not in mods]
+        if unknown:
+            self.problem(
+                "model.frozen",
+                f"no encoder for {', '.join(map(repr, unknown))}: this run's modalities are "
+                f"{', '.join(mods)}",
+            )
+        return list(dict.fromkeys(m for m in value if m in mods))
 
     def context(self, mods: Sequence[str], data: DataConfig | None) -> bool:
         """Whether the model reads context: a window is set; then every modality needs one
@@ -1374,6 +1415,7 @@ def settings(cfg: RunConfig) -> dict[str, Any]:
     out["heads"] = list(model.heads)
     if model.context:
         out["model.context_gate"] = model.context_gate
+    out["model.frozen"] = list(model.frozen)
     for group, o in cfg.optim.items():
         for key, value in o.to_dict().items():
             out[f"optim.{group}.{key}"] = value

@@ -199,6 +199,7 @@ def _build_on_meta(cfg: RunConfig, problems: list[Problem]) -> MultimodalModel |
         context=model_cfg.context,
         empty_context=model_cfg.empty_context,
         context_gate=model_cfg.context_gate,
+        frozen=tuple(model_cfg.frozen),
     )
     model = MultimodalModel(spec, encoders, fusion, head, subnet)
     if fusion is not None:  # the fusion's config as built, input widths included

@@ -26,7 +26,8 @@ data.text_context=2 data.audio_context=1 to read earlier utterances), profile=au
 MODALITY.FIELD for that modality's encoder (e.g. text.checkpoint=random:tiny,
 audio.freeze_feature_extractor=false), fusion.FIELD (e.g. fusion.layers=2), head.FIELD,
 subnet_head.FIELD, loss.FIELD (e.g. loss.weights={"M":1}), optim.GROUP.lr,
-model.context_gate=false, output.dir"""
+model.context_gate=false, model.frozen=text,audio (frozen encoders, their outputs computed once
+into the feature cache: train.feature_cache=auto|off, train.cache_dir=DIR), output.dir"""
 
 
 #: The line before the resolved configuration a failed dry run prints on stderr.

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from mmml_core.cache import CachedItem, pad_cached
 from mmml_core.interfaces import FeatureEncoder
 
 __all__ = [
@@ -70,7 +71,10 @@ def collate(
     empty_context: str = "mask",
 ) -> Batch:
     """Batch dataset items: one ``preprocess`` call per modality on ``item[modality]``, and a
-    (B,) float32 target for each of ``heads`` (see :func:`target` for heads an item lacks)."""
+    (B,) float32 target for each of ``heads`` (see :func:`target` for heads an item lacks).
+    A modality whose items carry cached encoder outputs (:class:`~mmml_core.cache.CachedItem`,
+    the feature cache of a frozen encoder) is padded instead (:func:`~mmml_core.cache.
+    pad_cached`), and the model uses those outputs as they are."""
     if not items:
         raise ValueError("cannot collate an empty batch")
     inputs: dict[str, dict[str, Tensor]] = {}
@@ -82,7 +86,11 @@ def collate(
                 f"no item field for modality {modality!r}: item {lacking.get('id')!r} carries "
                 f"{carried} (load the dataset with this modality)"
             )
-        inputs[modality] = encoder.preprocess([item[modality] for item in items])
+        values = [item[modality] for item in items]
+        if isinstance(values[0], CachedItem):  # a frozen encoder's cached outputs
+            inputs[modality] = pad_cached(values)
+        else:
+            inputs[modality] = encoder.preprocess(values)
     targets = {
         head: torch.tensor([target(item, head) for item in items], dtype=torch.float32)
         for head in heads

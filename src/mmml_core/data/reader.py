@@ -35,6 +35,7 @@ The dataset kinds themselves (``mosi``, ``sims``, ...) are registry components d
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import math
@@ -208,6 +209,13 @@ class MMSASplit(Dataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return (self[i] for i in range(len(self)))
+
+    def only(self, modalities: Sequence[str]) -> MMSASplit:
+        """The same rows and ``lengths``, whose items carry only ``modalities`` (the feature
+        cache serves the others, so their files are not read)."""
+        view = copy.copy(self)
+        view.modalities = tuple(m for m in self.modalities if m in modalities)
+        return view
 
     def previews(self, modality: str) -> list[Any]:
         """Per item, what can be told of ``modality`` without decoding: the text itself, or
