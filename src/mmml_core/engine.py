@@ -254,12 +254,17 @@ def _loader(
     train: bool,
     seed: int,
     epoch: int,
+    pin_memory: bool = False,
 ) -> DataLoader:
+    """The DataLoader of one pass over ``split``; ``pin_memory`` (with workers only: then a
+    thread of this process pins each batch while the step runs, and the host-to-device
+    copies are asynchronous) for CUDA."""
     from mmml_core.data import LengthBucketSampler
 
     kwargs: dict[str, Any] = {"collate_fn": collate, "num_workers": cfg.num_workers}
     if cfg.num_workers > 0:
         kwargs["persistent_workers"] = False
+        kwargs["pin_memory"] = pin_memory
     if not train:
         return DataLoader(split, batch_size=batch_size, shuffle=False, **kwargs)
     if cfg.bucket_by_length:
@@ -607,7 +612,14 @@ def _train_epoch(run: _Seed, epoch: int, progress: bool = False) -> float:
     loss_sum = torch.zeros((), device=device)
     n_seen = 0
     loader = _loader(
-        run.train_split, run.collate, cfg.batch_size, cfg, train=True, seed=run.seed, epoch=epoch
+        run.train_split,
+        run.collate,
+        cfg.batch_size,
+        cfg,
+        train=True,
+        seed=run.seed,
+        epoch=epoch,
+        pin_memory=device.type == "cuda",
     )
     bar = _StepBar(len(loader), f"epoch {epoch}", progress)
     run.steps_per_epoch = len(loader)  # the same every epoch: the schedule counts from it
