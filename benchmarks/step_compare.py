@@ -155,17 +155,21 @@ def model_spec(cfg: Any) -> Any:
     )
 
 
-def describe(cfg: Any, config: str, device: str, workers: int, compiled: bool) -> dict[str, Any]:
-    """What a row runs, as resolved."""
-    t, enc = cfg.train, cfg.model.encoders
+def describe(
+    cfg: Any, model: Any, config: str, device: str, workers: int, compiled: bool
+) -> dict[str, Any]:
+    """What a row runs: the resolved training settings, the built encoders' fields."""
+    t = cfg.train
     amp = bool(t.amp) and device == "cuda"
+
+    def fields(m: str, keys: tuple[str, ...]) -> dict[str, Any]:
+        return {k: getattr(model.encoders[m].config, k) for k in keys}
+
     return {
         "profile": cfg.profile,
         "precision": "bf16 autocast" if amp else "fp32",
-        "text": {k: enc["text"].config.get(k, "default") for k in ("padding", "attention")},
-        "audio": {
-            k: enc["audio"].config.get(k, "default") for k in ("padding", "masking", "attention")
-        },
+        "text": fields("text", ("padding", "attention")),
+        "audio": fields("audio", ("padding", "masking", "attention")),
         "bucket_by_length": t.bucket_by_length,
         "reset_optimizer": t.reset_optimizer,
         "adamw": ("fused" if device == "cuda" else "plain")
@@ -422,7 +426,7 @@ def worker(row: dict[str, Any]) -> dict[str, Any]:
     return {
         **row,
         "settings": describe(
-            cfg, config, run.device.type, workers, row["compile"] and config == "fast"
+            cfg, run.model, config, run.device.type, workers, row["compile"] and config == "fast"
         ),
         "trainable_parameters": sum(p.numel() for p in run.params),
         "items": n_items,
@@ -555,6 +559,9 @@ def main(argv: list[str] | None = None) -> int:
         bad = [x for x in given if x not in known]
         if bad:
             parser.error(f"unknown {name} {bad}; choose from {', '.join(known)}")
+    for name in ("batch_size", "steps", "warmup", "items", "repeats", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     workers = args.workers if args.workers is not None else (4 if device == "cuda" else 0)
 
     if device == "cuda":
