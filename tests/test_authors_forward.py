@@ -209,6 +209,9 @@ def test_authors_profile_settings_reach_the_components():
     assert model.encoders["text"].config.padding == "max_length"
     assert model.encoders["audio"].config.padding == "max_length"
     assert model.encoders["audio"].config.masking == "hf"
+    for m in ("text", "audio"):
+        assert model.encoders[m].config.attention == "eager"
+        assert model.encoders[m].model.config._attn_implementation == "eager"
 
 
 def test_paper_profile_pads_per_batch_and_differs_for_short_clips():

@@ -45,6 +45,7 @@ def test_authors_profile_sets_the_authors_pipeline_with_its_origin():
     assert s["subnet_head.dropout"] == 0.3
     assert s["fusion.variant_layers"] == 3  # English
     assert s["data.recase"] == "on"
+    assert s["text.attention"] == s["audio.attention"] == "eager"  # not SDPA
     assert {g.lr for g in cfg.optim.values()} == {5e-6}
     assert cfg.origins["train.lr"] == "profile 'authors'"
     assert cfg.origins["model.subnet_head.config.dropout"] == "profile 'authors'"
@@ -234,6 +235,10 @@ def test_dry_run_prints_every_setting_that_differs(preset, tmp_path):
     assert diff
     for key, a, b in diff:
         assert f"| `{key}` | {_cell(a)} | {_cell(b)} |" in proc.stderr, key
+    authors = preset == "authors-mosi"
+    for m in ("text", "audio"):  # the authors' step runs transformers' eager attention
+        row = f"| `{m}.attention` | {'eager' if authors else 'sdpa'} | {'sdpa' if authors else 'eager'} |"
+        assert row in proc.stderr
     n = len(re.findall(r"^\| `", proc.stderr, re.M))
     assert n == len(diff)  # nothing else is listed
 

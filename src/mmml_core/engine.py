@@ -277,6 +277,7 @@ def _loader(
     seed: int,
     epoch: int,
 ) -> DataLoader:
+    """The DataLoader of one pass over ``split`` (settings: :func:`_loader_kwargs`)."""
     from mmml_core.data import LengthBucketSampler
 
     kwargs = _loader_kwargs(collate, cfg)
@@ -299,8 +300,10 @@ def _loader(
 def _loader_kwargs(collate: Callable, cfg: TrainConfig) -> dict[str, Any]:
     """The DataLoader settings every loader of a run shares: the collate, the workers, and
     pinned memory and prefetching as ``cfg`` says."""
-    pin = cfg.pin_memory == "true" or (
-        cfg.pin_memory == "auto" and resolve_device(cfg.device).type == "cuda"
+    pin = cfg.pin_memory == "true" or (  # auto: where a worker's batch can be pinned by a
+        cfg.pin_memory == "auto"  # thread of this process while the step runs
+        and cfg.num_workers > 0
+        and resolve_device(cfg.device).type == "cuda"
     )
     kwargs: dict[str, Any] = {
         "collate_fn": collate,

@@ -13,7 +13,8 @@ one with the layer ``profile 'authors'`` as its origin (docs/training.md#profile
 ``authors``
     What the paper's code computes (docs/paper.md#the-authors-pipeline): texts re-cased (English)
     and padded to exactly ``max_tokens``; clips padded to exactly ``max_seconds`` with the
-    sample mask handed to the transformers model as their loader does; the fusion's CLS vectors
+    sample mask handed to the transformers model as their loader does; the transformers
+    encoders' attention computed eagerly (matmul, softmax, matmul) instead of SDPA; the fusion's CLS vectors
     drawn from N(0, 1) (an embedding); subnet heads with dropout 0.3; their form of the
     ``transformer`` variant (3 layers for English, 2 for Mandarin); a four-layer head on the
     concatenation baseline and a two-layer one on the context model; a new AdamW every epoch at lr 5e-6 for every parameter, batch 8,
@@ -23,7 +24,7 @@ one with the layer ``profile 'authors'`` as its origin (docs/training.md#profile
     openSMILE baseline reads LLDs with their deltas; a context model encodes the empty
     context of a first utterance instead of masking it out.
 
-Settings only a component has (``padding``, ``masking``, ``cls_init_std``, ...) are applied to
+Settings only a component has (``padding``, ``masking``, ``attention``, ``cls_init_std``, ...) are applied to
 the components that have such a field; a third-party component without it is left as it is.
 This module imports no torch.
 """
@@ -84,6 +85,7 @@ def profile_layer(
             "encoder": {
                 "padding": "max_length",  # 96 / 64 tokens, 96,000 samples
                 "masking": "hf",  # the sample mask handed to the transformers model
+                "attention": "eager",  # transformers' explicit attention, not SDPA
                 "normalize": True,  # every clip to zero mean, unit variance
                 "freeze_feature_extractor": True,  # the CNN front end
                 "deltas": True,  # openSMILE: ComParE_2016 LLDs with deltas (130 columns)

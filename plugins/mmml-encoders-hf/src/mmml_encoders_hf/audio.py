@@ -20,7 +20,8 @@ What this encoder does, following the paper's appendix, docs/data.md and docs/en
   utterance too). ``describe_inputs`` counts such utterances for the run's data report.
 - ``forward``: the feature extractor is frozen (no parameter takes a gradient and it runs
   without building a graph); the frame mask comes from the model's conv output-length formula
-  (``_get_feat_extract_output_lengths``); attention runs through SDPA; ``pooled`` is the mean
+  (``_get_feat_extract_output_lengths``); attention runs through SDPA (``attention="eager"``:
+  transformers' explicit attention, as the authors' code ran it); ``pooled`` is the mean
   of the last hidden states over the valid frames.
 
 Padding invariance (``masking="invariant"``, the default). An utterance encoded inside a
@@ -84,6 +85,7 @@ from mmml_core.interfaces import EncoderOutput, FeatureEncoder
 from mmml_encoders_hf.checkpoints import (
     LANGUAGES,
     CheckpointError,
+    check_attention,
     load_hf_model,
     loads_pretrained,
     reads_weights,
@@ -127,6 +129,9 @@ class AudioConfig:
     # re-zeroed); "hf": the transformers model's own forward with the sample mask as
     # attention_mask, as the authors' code ran it (outputs then depend on the padding).
     masking: str = "invariant"
+    # transformers' attention implementation: "sdpa" (fused kernels) or "eager" (explicit
+    # matmul + softmax, as the authors' code ran it; the ``authors`` profile). Same outputs.
+    attention: str = "sdpa"
 
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:
@@ -141,6 +146,7 @@ class AudioConfig:
             raise ValueError(f"padding must be one of {PADDINGS}, got {self.padding!r}")
         if self.masking not in MASKINGS:
             raise ValueError(f"masking must be one of {MASKINGS}, got {self.masking!r}")
+        check_attention(self.attention)
 
 
 def normalize_waveform(wave: np.ndarray) -> np.ndarray:
@@ -223,7 +229,7 @@ class AudioEncoder(FeatureEncoder):
             hf_config = self.random_config(source.name)
             for key, value in overrides.items():
                 setattr(hf_config, key, value)
-            self.model = AutoModel.from_config(hf_config, attn_implementation="sdpa")
+            self.model = AutoModel.from_config(hf_config, attn_implementation=config.attention)
             # The authors' normalisation; saved with save_pretrained for directory round trips.
             self.preprocessor = Wav2Vec2FeatureExtractor(
                 feature_size=1,
@@ -450,7 +456,13 @@ class AudioEncoder(FeatureEncoder):
         self, name: str, load_kwargs: dict[str, Any], overrides: dict[str, Any], weights: bool
     ) -> tuple[Any, Any]:
         model = load_hf_model(
-            name, self.MODEL_TYPES, type(self).__name__, load_kwargs, overrides, weights
+            name,
+            self.MODEL_TYPES,
+            type(self).__name__,
+            load_kwargs,
+            overrides,
+            weights,
+            attention=self.config.attention,
         )
         try:
             preprocessor = AutoFeatureExtractor.from_pretrained(name, **load_kwargs)

@@ -30,11 +30,13 @@ from typing import Any
 
 __all__ = [
     "ASSETS_MARKER",
+    "ATTENTIONS",
     "LANGUAGES",
     "PRESETS",
     "RANDOM_PREFIX",
     "CheckpointError",
     "Source",
+    "check_attention",
     "load_hf_model",
     "local_copy_hint",
     "on_meta_device",
@@ -47,6 +49,11 @@ __all__ = [
 RANDOM_PREFIX = "random:"
 PRESETS = ("tiny", "base", "large")
 LANGUAGES = ("en", "zh")
+#: The encoders' ``attention`` field: transformers' ``attn_implementation`` of the model.
+#: ``sdpa`` (default) runs ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels
+#: where the device has them); ``eager`` the explicit matmul-softmax-matmul the authors' code
+#: ran (the transformers default of their time). Same outputs, to float rounding.
+ATTENTIONS = ("sdpa", "eager")
 # Seconds the hub gets to answer before we give up; a missing network fails in well under it.
 HUB_PROBE_TIMEOUT_S = 8.0
 #: The file that marks a directory written by ``save_assets`` (configs and tokenizer, no weights).
@@ -106,6 +113,13 @@ def write_assets_marker(directory: str | os.PathLike[str], source: Source, encod
     }
     text = json.dumps(marker, indent=2) + "\n"
     Path(directory, ASSETS_MARKER).write_text(text, encoding="utf-8")
+
+
+def check_attention(value: str) -> None:
+    """Raise a ValueError naming the field and its choices unless ``value`` is an
+    :data:`ATTENTIONS` entry."""
+    if value not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {ATTENTIONS}, got {value!r}")
 
 
 def loads_pretrained(config: Mapping[str, Any]) -> bool:
@@ -217,8 +231,10 @@ def load_hf_model(
     load_kwargs: dict[str, Any],
     overrides: dict[str, Any] | None = None,
     weights: bool = True,
+    attention: str = "sdpa",
 ) -> Any:
-    """``AutoModel.from_pretrained(name)`` with SDPA attention in float32 (autocast decides
+    """``AutoModel.from_pretrained(name)`` with ``attention`` (``sdpa`` or ``eager``, see
+    :data:`ATTENTIONS`) as transformers' attention implementation, in float32 (autocast decides
     the compute precision), after checking the architecture is one of ``model_types`` and
     applying config ``overrides``. Weights the checkpoint lacks are named in a warning; a
     load failure becomes a :class:`CheckpointError` naming the checkpoint.
@@ -241,7 +257,9 @@ def load_hf_model(
         for key, value in (overrides or {}).items():
             setattr(hf_config, key, value)
         if not weights:
-            return AutoModel.from_config(hf_config, attn_implementation="sdpa", dtype=torch.float32)
+            return AutoModel.from_config(
+                hf_config, attn_implementation=attention, dtype=torch.float32
+            )
         # transformers' own loading bar would interleave with the run's log; loading is quick
         from transformers.utils import logging as hf_logging
 
@@ -249,7 +267,7 @@ def load_hf_model(
         model, info = AutoModel.from_pretrained(
             name,
             config=hf_config,
-            attn_implementation="sdpa",
+            attn_implementation=attention,
             dtype=torch.float32,
             output_loading_info=True,
             **load_kwargs,

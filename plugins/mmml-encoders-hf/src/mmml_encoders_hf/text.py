@@ -39,6 +39,7 @@ from mmml_core.interfaces import EncoderOutput, FeatureEncoder
 from mmml_encoders_hf.checkpoints import (
     LANGUAGES,
     CheckpointError,
+    check_attention,
     load_hf_model,
     loads_pretrained,
     reads_weights,
@@ -86,12 +87,16 @@ class TextConfig:
     # "longest": pad the batch to its longest text; "max_length": pad every text to
     # max_tokens, as the authors' code did (the ``authors`` profile).
     padding: str = "longest"
+    # transformers' attention implementation: "sdpa" (fused kernels) or "eager" (explicit
+    # matmul + softmax, as the authors' code ran it; the ``authors`` profile). Same outputs.
+    attention: str = "sdpa"
 
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:
             raise ValueError(f"language must be one of {LANGUAGES}, got {self.language!r}")
         if self.padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {self.padding!r}")
+        check_attention(self.attention)
         if self.max_tokens is not None and not 3 <= self.max_tokens <= MAX_POSITIONS:
             raise ValueError(f"max_tokens must be in [3, {MAX_POSITIONS}], got {self.max_tokens}")
 
@@ -145,10 +150,10 @@ class RobertaEncoder(FeatureEncoder):
         if source.kind == "random":
             self.tokenizer = english_tokenizer() if config.language == "en" else chinese_tokenizer()
             hf_config = random_text_config(source.name, config.language, len(self.tokenizer))
-            self.model = AutoModel.from_config(hf_config, attn_implementation="sdpa")
+            self.model = AutoModel.from_config(hf_config, attn_implementation=config.attention)
         else:
             self.tokenizer, self.model = _load_pretrained(
-                source.name, source.load_kwargs, reads_weights(source)
+                source.name, source.load_kwargs, reads_weights(source), config.attention
             )
         self.tokenizer.padding_side = "right"  # BERT's absolute positions need right padding
         if self.tokenizer.pad_token_id != self.model.config.pad_token_id:
@@ -239,8 +244,12 @@ class RobertaEncoder(FeatureEncoder):
         return loads_pretrained(config)
 
 
-def _load_pretrained(name: str, load_kwargs: dict[str, Any], weights: bool) -> tuple[Any, Any]:
-    model = load_hf_model(name, MODEL_TYPES, "the roberta encoder", load_kwargs, weights=weights)
+def _load_pretrained(
+    name: str, load_kwargs: dict[str, Any], weights: bool, attention: str = "sdpa"
+) -> tuple[Any, Any]:
+    model = load_hf_model(
+        name, MODEL_TYPES, "the roberta encoder", load_kwargs, weights=weights, attention=attention
+    )
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **load_kwargs)
     except OSError as exc:
