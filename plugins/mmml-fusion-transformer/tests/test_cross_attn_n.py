@@ -338,3 +338,15 @@ def test_two_modality_checkpoints_of_the_old_code_load_and_agree(case: str) -> N
     with torch.no_grad():
         got = f(enc)
     torch.testing.assert_close(got, stored[f"{case}/output"], atol=1e-6, rtol=0)
+
+
+def test_parameter_count_three_modalities() -> None:
+    """docs/fusion.md: N·(layers·(16H² + 19H) + H) for the fused variant, no projection."""
+    H, layers = 768, 5
+    assert 16 * H * H + 19 * H == 18_903_552 // 2
+    with torch.device("meta"):
+        f = registry.create(
+            "fusion", "cross_attn", input_dims={"text": H, "audio": H, "vision": H}, layers=layers
+        )
+    assert f.proj is None and f.out_dim == 3 * H
+    assert sum(p.numel() for p in f.parameters()) == 3 * (layers * (16 * H * H + 19 * H) + H)
