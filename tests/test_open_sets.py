@@ -1,6 +1,8 @@
 """Modalities and dataset kinds are open sets: a third modality and a new dataset kind, each
 from a distribution installed into a folder, run end to end through the real `mmml-bench`,
-summary table included, without a line of core code knowing their names."""
+summary table included, without a line of core code knowing their names; three modalities
+(text and two from the plugin, one with variable-length masked sequences) train through every
+fusion that takes them."""
 
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ import json
 import pytest
 from fake_dists import bench, install
 
-pytestmark = pytest.mark.plugins("mmml-encoders-hf", "mmml-pulse")
+pytestmark = pytest.mark.plugins(
+    "mmml-encoders-hf", "mmml-pulse", "mmml-fusion-transformer", "mmml-fusion-tfn"
+)
 
 PLUGIN = '''
-"""A fake third modality, "pulse" (one number per utterance), and a dataset kind whose
-items carry it next to their text."""
+"""A fake third modality, "pulse" (one number per utterance), a fourth, "beat" (a sequence of
+1 to 3 steps, padded and masked), and a dataset kind whose items carry them next to their
+text (beat has no default encoder: it is used when asked for)."""
 
 import csv
 from dataclasses import dataclass
@@ -57,6 +62,38 @@ class PulseEncoder(FeatureEncoder):
         return {"pulses above 3": sum(1 for v in previews if v > 3)}
 
 
+@dataclass
+class BeatConfig:
+    dim: int = 6
+
+
+class BeatEncoder(FeatureEncoder):
+    modality = "beat"
+    Config = BeatConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.proj = nn.Linear(1, config.dim)
+
+    @property
+    def dim(self):
+        return self.config.dim
+
+    def preprocess(self, items):
+        n = torch.tensor([int(v) for v in items])
+        steps = torch.arange(int(n.max()))[None, :]
+        mask = steps < n[:, None]  # (B, T)
+        x = torch.where(mask, (steps + 1) / n[:, None], torch.full(mask.shape, 99.0))
+        return {"x": x[..., None].float(), "mask": mask}
+
+    def forward(self, inputs):
+        mask = inputs["mask"]
+        hidden = torch.tanh(self.proj(inputs["x"]))  # (B, T, D), padding holds tanh(99 w)
+        w = mask[..., None].to(hidden.dtype)
+        pooled = (hidden * w).sum(1) / w.sum(1)
+        return EncoderOutput(hidden=hidden, mask=mask, pooled=pooled)
+
+
 class PulseSplit(torch.utils.data.Dataset):
     def __init__(self, rows, modalities):
         self.rows, self.modalities = rows, modalities
@@ -72,6 +109,8 @@ class PulseSplit(torch.utils.data.Dataset):
             item["text"] = r["text"]
         if "pulse" in self.modalities:
             item["pulse"] = float(r["pulse"])
+        if "beat" in self.modalities:
+            item["beat"] = int(r["beat"])
         return item
 
     def previews(self, modality):
@@ -91,7 +130,7 @@ class PulseDataset:
 class PulseKind(DatasetKind):
     language = "en"
     scheme = "mosi"
-    modalities = ("text", "pulse")
+    modalities = ("text", "pulse", "beat")
     default_encoders = {"text": "roberta", "pulse": "pulse"}
     defaults = {
         "train": {"lr": 3e-2, "batch_size": 8, "max_epochs": 12, "patience": 12},
@@ -112,11 +151,12 @@ def _dataset(root):
     root.mkdir()
     with open(root / "pulse.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "text", "pulse", "label", "mode"])
+        w.writerow(["id", "text", "pulse", "beat", "label", "mode"])
         for mode, n in (("train", 24), ("valid", 8), ("test", 8)):
             for i in range(n):
                 sign = 1 if i % 2 else -1
-                w.writerow([f"{mode}{i}", "a film", 2.5 + sign * 1.5, 2.0 * sign, mode])
+                row = [f"{mode}{i}", "a film", 2.5 + sign * 1.5, 1 + i % 3, 2.0 * sign, mode]
+                w.writerow(row)
 
 
 def test_a_third_modality_and_a_new_dataset_kind_from_plugins_run_end_to_end(tmp_path):
@@ -178,3 +218,38 @@ def test_a_kind_without_a_modality_says_so(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "cannot provide modality 'audio'" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("fusion", "settings"),
+    [("cross_attn", ["fusion.layers=1", "fusion.heads=2"]), ("tfn", []), ("concat", [])],
+)
+def test_three_modalities_train_through_each_fusion(tmp_path, fusion, settings):
+    """text + pulse + beat (widths 8 and 6 beside the text encoder's, beat padded and masked)
+    for one epoch through the fusion: the run finishes and every subnet head is reported."""
+    site = tmp_path / "site"
+    install(
+        site,
+        "mmml-pulse",
+        "0.1",
+        {
+            "mmml_core.encoders": {
+                "pulse": "mmml_pulse:PulseEncoder",
+                "beat": "mmml_pulse:BeatEncoder",
+            },
+            "mmml_core.datasets": {"pulse": "mmml_pulse:PulseKind"},
+        },
+        {"mmml_pulse": PLUGIN},
+    )
+    data = tmp_path / "data"
+    _dataset(data)
+    out = tmp_path / "run"
+    proc = bench(
+        "--dataset", str(data), "--dataset-kind", "pulse", "--modalities", "text,pulse,beat",
+        "--encoder", "beat=beat", "--fusion", fusion, "--seeds", "1", "--out", str(out),
+        "--no-progress", "train.max_epochs=1", *settings, site=site,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "results.json").read_text())
+    assert set(summary["heads"]) == {"M", "T", "P", "B"}
+    assert set(summary["aggregate"]["best_loss"]) >= {"M", "T", "P", "B"}

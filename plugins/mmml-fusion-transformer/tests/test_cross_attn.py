@@ -621,8 +621,9 @@ def test_parameter_count_authors_form() -> None:
 @pytest.mark.parametrize(
     ("cfg", "message"),
     [
-        ({"input_dims": {"text": 8, "vision": 8}}, "exactly the two modalities"),
-        ({"input_dims": {"text": 8, "audio": 8, "vision": 8}}, "exactly the two modalities"),
+        ({"input_dims": {"text": 8}}, "at least two modalities"),
+        ({"input_dims": {}}, "at least two modalities"),
+        ({"input_dims": {"text": 8, "audio.left": 8}}, "without '.'"),
         ({"input_dims": {"text": 10, "audio": 8}, "heads": 4}, "not divisible"),
         ({"input_dims": {"text": 8, "audio": 8}, "heads": 2, "variant": "sum"}, "variant"),
         (

@@ -12,6 +12,28 @@ for the text sequence L and the audio sequence A::
     L' = LN(L2 + Drop(W2 · ReLU(W1 · L2)))                               # position-wise FFN
     A' = LN(A2 + Drop(W2 · ReLU(W1 · A2)))
 
+N modalities (any N >= 2, any names). The modalities are taken in the *fusion order*:
+``text`` first, ``audio`` second (those of the two that are present), then every other
+modality in sorted name order (:func:`modality_order`; text + audio + vision gives text,
+audio, vision). Write X_m for modality m's sequence at a layer's input and keep_m for its
+mask. Each layer computes, for every modality m::
+
+    C_m  = concat_time( X_n  for n != m, in the fusion order )        # (B, sum_n (T_n+1), H)
+    k_m  = concat_time( keep_n for n != m, in the fusion order )
+    X1_m = LN(X_m  + Drop(O · MHA(q=X_m, k=v=C_m, keys masked by k_m)))  # cross-attention
+    X2_m = LN(X1_m + Drop(O · MHA(q=k=v=X1_m, keys masked by keep_m)))   # self-attention
+    X'_m = LN(X2_m + Drop(W2 · ReLU(W1 · X2_m)))                         # position-wise FFN
+
+so every modality's cross-attention reads the other modalities' layer inputs (their CLS
+positions included) as one key sequence: one softmax over all their valid positions
+together, not one attention per pair. Every block has its own weights per modality, named
+after the query modality (``layers.i.cross.<m>``, ``layers.i.self_attn.<m>``,
+``layers.i.ffn.<m>``). With N = 2 the key sequence of text is audio's alone and of audio is
+text's alone: exactly the two-modality layer above, with the same parameter names, the same
+order of the blocks (all cross-attentions, then all self-attentions, then all FFNs, each in
+the fusion order, so dropout draws its masks in the same order too) and the same results,
+bit for bit; a two-modality checkpoint loads with ``strict=True``.
+
 Every attention block has its own Q, K, V, O projections (with bias) and its own LayerNorm;
 there is no positional encoding (the encoders below already encoded positions). Attention
 runs through ``torch.nn.functional.scaled_dot_product_attention`` with a boolean key-padding
@@ -19,9 +41,13 @@ mask; the CLS position is always a valid key, so no attention row is ever fully 
 
 Output per ``variant``:
 
+Every variant computes one feature per modality, each from that modality's own states only,
+and concatenates the features in the fusion order (text first): width N·H, or N·W for the
+``transformer`` variant; 2H and 4H for text + audio.
+
 - ``fused`` (the paper's model): ``concat(L'[:, 0], A'[:, 0])``, width 2H.
 - ``concat`` (section 3.4, "Concatenation Variation"): per modality
-  ``ReLU(Linear(2H, H)(Drop(concat(original pooled, fused CLS))))``, then the two modalities
+  ``ReLU(Linear(2H, H)(Drop(concat(original pooled, fused CLS))))``, then the modalities
   concatenated: width 2H.
 - ``transformer`` (section 3.4, "Transformer Variation"), in the form ``transformer_form``
   selects (the field has no effect on the other variants):
@@ -46,12 +72,14 @@ Output per ``variant``:
     post-norm, batch first, nested tensors off) with ``src_key_padding_mask = ~mask``; the
     feature is the output at the CLS. Those layers keep PyTorch's default init
     (``reset_parameters`` leaves them alone; ``nn.TransformerEncoder`` starts every layer as
-    a copy of one layer). ``transformer_pool`` has no effect in this form.
+    a copy of one layer). ``transformer_pool`` has no effect in this form. The authors' code
+    has two modalities; with more, each further modality gets the same per-modality
+    computation (its own encoder and CLS), as ours does.
 
-  Either form: the two modalities concatenated, width 4H.
+  Either form: the modalities concatenated, width 4H for two.
 
-Width H: ``hidden``, or by default the text encoder's width (768 for roberta-base, the paper's
-setup). When every encoder already has width H there is no projection; otherwise each
+Width H: ``hidden``, or by default the width of the first modality in the fusion order: the
+text encoder's (768 for roberta-base, the paper's setup) whenever text is present. When every encoder already has width H there is no projection; otherwise each
 modality gets a ``Linear(D_m, H)`` (applied to its hidden states and, for the variants, its
 pooled vector), so the "original" signals of the variants are the projected ones.
 
@@ -77,7 +105,7 @@ Legend of the letters in shape comments:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +117,7 @@ from mmml_core.interfaces import EncoderOutput, Fusion
 
 __all__ = [
     "MODALITIES",
+    "modality_order",
     "default_heads",
     "FORMS",
     "POOLS",
@@ -97,7 +126,7 @@ __all__ = [
     "CrossAttentionFusionConfig",
 ]
 
-#: The two modalities the fusion pairs, in output order (text features first).
+#: The paper's two modalities: first in the fusion order, in this order (text features first).
 MODALITIES: tuple[str, str] = ("text", "audio")
 VARIANTS: tuple[str, ...] = ("fused", "concat", "transformer")
 POOLS: tuple[str, ...] = ("mean", "cls")
@@ -108,14 +137,23 @@ FORMS: tuple[str, ...] = ("ours", "authors")
 _AUTHORS_FFN = 2048
 _AUTHORS_DROPOUT = 0.1
 _AUTHORS_EPS = 1e-5
-_OTHER = {"text": "audio", "audio": "text"}
+
+
+def modality_order(names: Iterable[str]) -> tuple[str, ...]:
+    """The fusion order of a set of modalities: ``text``, then ``audio`` (those present), then
+    the others in sorted name order. It never depends on the order of ``input_dims``, and for
+    text + audio it is the paper's (and the two-modality fusion's) order, text first."""
+    names = set(names)
+    return tuple(m for m in MODALITIES if m in names) + tuple(sorted(names - set(MODALITIES)))
 
 
 @dataclass
 class CrossAttentionFusionConfig:
-    # modality -> encoder width; filled in by the model assembly; exactly text and audio
+    # modality -> encoder width; filled in by the model assembly; 2 or more modalities, taken
+    # in the fusion order (modality_order: text, audio, then the others by name)
     input_dims: dict[str, int] = field(default_factory=dict)
-    # H; None = the text encoder's width, so the paper's equal-width encoders need no projection
+    # H; None = the width of the first modality in the fusion order (text's when present), so
+    # the paper's equal-width encoders need no projection
     hidden: int | None = None
     # None: chosen from the width by :func:`default_heads` (12 for 768, 16 for 1024, 4 for 64)
     heads: int | None = None
@@ -144,10 +182,16 @@ class CrossAttentionFusionConfig:
 
     def __post_init__(self) -> None:
         dims = dict(self.input_dims)
-        if sorted(dims) != sorted(MODALITIES):
+        if len(dims) < 2:
             raise ValueError(
-                "cross_attn fuses exactly the two modalities 'text' and 'audio' (its layers "
-                f"pair one query modality with one key modality); got input_dims {dims}"
+                "cross_attn fuses at least two modalities (each modality's cross-attention "
+                f"reads the others); got input_dims {dims}"
+            )
+        names = [m for m in dims if not isinstance(m, str) or not m or "." in m]
+        if names:
+            raise ValueError(
+                "input_dims names must be non-empty strings without '.' (they name the "
+                f"fusion's parameters); got {names}"
             )
         bad = {m: d for m, d in dims.items() if not isinstance(d, int) or d <= 0}
         if bad:
@@ -188,9 +232,17 @@ class CrossAttentionFusionConfig:
         self.cls_init_std = float(std)
 
     @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities of ``input_dims`` in the fusion order (:func:`modality_order`)."""
+        return modality_order(self.input_dims)
+
+    @property
     def width(self) -> int:
-        """H: ``hidden`` if given, else the text encoder's width."""
-        return self.hidden if self.hidden is not None else int(self.input_dims["text"])
+        """H: ``hidden`` if given, else the width of the first modality in the fusion order
+        (the text encoder's when there is one)."""
+        if self.hidden is not None:
+            return self.hidden
+        return int(self.input_dims[self.modalities[0]])
 
 
 def default_heads(width: int) -> int:
@@ -262,27 +314,42 @@ class _FeedForwardBlock(nn.Module):
 
 
 class _FusionLayer(nn.Module):
-    """One MMML fusion layer: cross-attention both ways, self-attention, FFN (per modality)."""
+    """One MMML fusion layer: per modality, cross-attention to the other modalities, then
+    self-attention, then the FFN (the module docstring's N-modality rule)."""
 
     def __init__(self, c: CrossAttentionFusionConfig) -> None:
         super().__init__()
         H = c.width
+        order = c.modalities
+        self.modalities = order
 
         def attention() -> _AttentionBlock:
             return _AttentionBlock(H, c.heads, c.dropout, c.attention_dropout, c.layer_norm_eps)
 
         # keyed by the modality whose sequence the block updates (the query modality)
-        self.cross = nn.ModuleDict({m: attention() for m in MODALITIES})
-        self.self_attn = nn.ModuleDict({m: attention() for m in MODALITIES})
+        self.cross = nn.ModuleDict({m: attention() for m in order})
+        self.self_attn = nn.ModuleDict({m: attention() for m in order})
         self.ffn = nn.ModuleDict(
-            {m: _FeedForwardBlock(H, c.dropout, c.layer_norm_eps) for m in MODALITIES}
+            {m: _FeedForwardBlock(H, c.dropout, c.layer_norm_eps) for m in order}
         )
 
+    def _others(
+        self, m: str, x: Mapping[str, Tensor], mask: Mapping[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """The key sequence of modality m's cross-attention: every other modality's sequence
+        and mask, joined along time in the fusion order (one modality's as it is)."""
+        others = [n for n in self.modalities if n != m]
+        if len(others) == 1:  # two modalities: the other one's tensors themselves
+            return x[others[0]], mask[others[0]]
+        context = torch.cat([x[n] for n in others], dim=1)  # (B, Σ_n (T_n+1), H)
+        keep = torch.cat([mask[n] for n in others], dim=1)  # (B, Σ_n (T_n+1))
+        return context, keep
+
     def forward(self, x: Mapping[str, Tensor], mask: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        # both cross-attentions read this layer's inputs (not each other's outputs)
-        crossed = {m: self.cross[m](x[m], x[_OTHER[m]], mask[_OTHER[m]]) for m in MODALITIES}
-        selfed = {m: self.self_attn[m](crossed[m], crossed[m], mask[m]) for m in MODALITIES}
-        return {m: self.ffn[m](selfed[m]) for m in MODALITIES}  # each (B, T+1, H)
+        # every cross-attention reads this layer's inputs (not another one's output)
+        crossed = {m: self.cross[m](x[m], *self._others(m, x, mask)) for m in self.modalities}
+        selfed = {m: self.self_attn[m](crossed[m], crossed[m], mask[m]) for m in self.modalities}
+        return {m: self.ffn[m](selfed[m]) for m in self.modalities}  # each (B, T+1, H)
 
 
 class _EncoderLayer(nn.Module):
@@ -300,7 +367,17 @@ class _EncoderLayer(nn.Module):
 
 
 class CrossAttentionFusion(Fusion):
-    """The MMML fusion network over text and audio; see the module docstring."""
+    """The MMML fusion network over two or more modalities (text and audio in the paper).
+
+    Exact rule for N modalities (module docstring, docs/fusion.md#n-modalities): the
+    modalities are taken in the fusion order (:func:`modality_order`: text, audio, then the
+    others by name); in every layer, each modality m's cross-attention queries m's sequence
+    (CLS first) and attends to the other modalities' layer-input sequences (CLS included)
+    joined along time in the fusion order, keys masked by their joined masks; then m's
+    self-attention and FFN, as with two. Each variant's per-modality features are
+    concatenated in the fusion order: ``out_dim`` = N·H (``fused``, ``concat``) or N·2H
+    (``transformer``, either form). With text + audio this is the paper's layer, unchanged
+    bit for bit, parameter names included."""
 
     Config = CrossAttentionFusionConfig
 
@@ -309,11 +386,14 @@ class CrossAttentionFusion(Fusion):
         c = config
         H = c.width
         self.hidden_size = H
-        dims = {m: int(c.input_dims[m]) for m in MODALITIES}
+        order = c.modalities
+        self.modalities = order
+        N = len(order)
+        dims = {m: int(c.input_dims[m]) for m in order}
         self.proj: nn.ModuleDict | None = None
         if any(d != H for d in dims.values()):
-            self.proj = nn.ModuleDict({m: nn.Linear(dims[m], H) for m in MODALITIES})
-        self.cls = nn.ParameterDict({m: nn.Parameter(torch.empty(H)) for m in MODALITIES})
+            self.proj = nn.ModuleDict({m: nn.Linear(dims[m], H) for m in order})
+        self.cls = nn.ParameterDict({m: nn.Parameter(torch.empty(H)) for m in order})
         self.layers = nn.ModuleList([_FusionLayer(c) for _ in range(c.layers)])
 
         self.mix: nn.ModuleDict | None = None
@@ -322,15 +402,15 @@ class CrossAttentionFusion(Fusion):
         self.authors_encoders: nn.ModuleDict | None = None
         self.authors_cls: nn.ParameterDict | None = None
         if c.variant == "fused":
-            self.out_dim = 2 * H
+            self.out_dim = N * H
         elif c.variant == "concat":
             self.mix = nn.ModuleDict(
                 {
                     m: nn.Sequential(nn.Dropout(c.dropout), nn.Linear(2 * H, H), nn.ReLU())
-                    for m in MODALITIES
+                    for m in order
                 }
             )
-            self.out_dim = 2 * H
+            self.out_dim = N * H
         elif c.transformer_form == "authors":
             W = 2 * H
             # PyTorch's own modules (their default init, their state dict keys), as the
@@ -351,26 +431,24 @@ class CrossAttentionFusion(Fusion):
                         num_layers=c.variant_layers,
                         enable_nested_tensor=False,
                     )
-                    for m in MODALITIES
+                    for m in order
                 }
             )
-            self.authors_cls = nn.ParameterDict(
-                {m: nn.Parameter(torch.empty(W)) for m in MODALITIES}
-            )
-            self.out_dim = 2 * W
+            self.authors_cls = nn.ParameterDict({m: nn.Parameter(torch.empty(W)) for m in order})
+            self.out_dim = N * W
         else:  # transformer, our form
             W = 2 * H
             self.variant_encoders = nn.ModuleDict(
                 {
                     m: nn.ModuleList([_EncoderLayer(W, c) for _ in range(c.variant_layers)])
-                    for m in MODALITIES
+                    for m in order
                 }
             )
             if c.transformer_pool == "cls":
                 self.variant_cls = nn.ParameterDict(
-                    {m: nn.Parameter(torch.empty(W)) for m in MODALITIES}
+                    {m: nn.Parameter(torch.empty(W)) for m in order}
                 )
-            self.out_dim = 2 * W
+            self.out_dim = N * W
         self.reset_parameters()
 
     @classmethod
@@ -411,14 +489,15 @@ class CrossAttentionFusion(Fusion):
         return x, keep
 
     def forward(self, encoded: Mapping[str, EncoderOutput]) -> Tensor:
-        missing = [m for m in MODALITIES if m not in encoded]
+        order = self.modalities
+        missing = [m for m in order if m not in encoded]
         if missing:
-            raise KeyError(f"cross_attn needs both 'text' and 'audio'; missing {missing}")
+            raise KeyError(f"cross_attn was built for {list(order)}; missing {missing}")
         x: dict[str, Tensor] = {}
         mask: dict[str, Tensor] = {}
         original: dict[str, Tensor] = {}
         pooled: dict[str, Tensor] = {}
-        for m in MODALITIES:
+        for m in order:
             out = encoded[m]
             keep = out.mask.bool()  # (B, T)
             h = out.hidden.masked_fill(~keep[..., None], 0.0)  # (B, T, D), padding zeroed
@@ -434,29 +513,29 @@ class CrossAttentionFusion(Fusion):
 
         variant = self.config.variant
         if variant == "fused":
-            return torch.cat([x[m][:, 0] for m in MODALITIES], dim=-1)  # (B, 2H)
+            return torch.cat([x[m][:, 0] for m in order], dim=-1)  # (B, N·H)
         if variant == "concat":
             assert self.mix is not None
             feats = [
                 self.mix[m](torch.cat([pooled[m], x[m][:, 0]], dim=-1))  # (B, 2H) -> (B, H)
-                for m in MODALITIES
+                for m in order
             ]
-            return torch.cat(feats, dim=-1)  # (B, 2H)
+            return torch.cat(feats, dim=-1)  # (B, N·H)
 
         if self.authors_encoders is not None:
             assert self.authors_cls is not None
             feats = []
-            for m in MODALITIES:
+            for m in order:
                 # the original hidden states beside the fused states without the fused CLS
                 z = torch.cat([original[m], x[m][:, 1:]], dim=-1)  # (B, T, W)
                 z, keep = self._with_cls(z, mask[m][:, 1:], self.authors_cls[m])  # (B, T+1, W)
                 z = self.authors_encoders[m](z, src_key_padding_mask=~keep)  # (B, T+1, W)
                 feats.append(z[:, 0])  # (B, W), the new CLS
-            return torch.cat(feats, dim=-1)  # (B, 2W) = (B, 4H)
+            return torch.cat(feats, dim=-1)  # (B, N·W), (B, 4H) for two
 
         assert self.variant_encoders is not None
         feats = []
-        for m in MODALITIES:
+        for m in order:
             # original side aligned with the fused side: pooled vector opposite the fused CLS
             orig = torch.cat([pooled[m][:, None], original[m]], dim=1)  # (B, T+1, H)
             z = torch.cat([orig, x[m]], dim=-1)  # (B, T+1, W)
@@ -470,4 +549,4 @@ class CrossAttentionFusion(Fusion):
             else:
                 total = z.masked_fill(~keep[..., None], 0.0).sum(dim=1)  # (B, W)
                 feats.append(total / keep.sum(dim=1, keepdim=True).to(z.dtype))  # (B, W)
-        return torch.cat(feats, dim=-1)  # (B, 2W) = (B, 4H)
+        return torch.cat(feats, dim=-1)  # (B, N·W), (B, 4H) for two
