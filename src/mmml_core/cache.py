@@ -427,7 +427,7 @@ def load_or_build(
             try:
                 os.rename(entry, aside)
                 shutil.rmtree(aside, ignore_errors=True)
-            except OSError:
+            except OSError:  # another run moved it aside first: build anew all the same
                 pass
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale(root, key)

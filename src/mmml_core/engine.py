@@ -278,23 +278,28 @@ def _loader(
     epoch: int,
 ) -> DataLoader:
     """The DataLoader of one pass over ``split`` (settings: :func:`_loader_kwargs`)."""
-    from mmml_core.data import LengthBucketSampler
-
     kwargs = _loader_kwargs(collate, cfg)
     if not train:
         return DataLoader(split, batch_size=batch_size, shuffle=False, **kwargs)
+    batches = _train_batch_sampler(split, batch_size, cfg, seed, epoch)
+    return DataLoader(split, batch_sampler=batches, **kwargs)
+
+
+def _train_batch_sampler(
+    split: Any, batch_size: int, cfg: TrainConfig, seed: int, epoch: int
+) -> Any:
+    """The training batches of one epoch (item indices), from the seed and the epoch alone:
+    length buckets, or uniform shuffling with ``bucket_by_length`` off."""
+    from torch.utils.data import BatchSampler
+
+    from mmml_core.data import LengthBucketSampler
+
     if cfg.bucket_by_length:
         sampler = LengthBucketSampler(split.lengths, batch_size, seed=seed, shuffle=True)
         sampler.set_epoch(epoch)
-        return DataLoader(split, batch_sampler=sampler, **kwargs)
+        return sampler
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return DataLoader(
-        split,
-        batch_size=batch_size,
-        sampler=RandomSampler(split, generator=g),
-        drop_last=False,
-        **kwargs,
-    )
+    return BatchSampler(RandomSampler(split, generator=g), batch_size, drop_last=False)
 
 
 def _loader_kwargs(collate: Callable, cfg: TrainConfig) -> dict[str, Any]:
@@ -318,16 +323,7 @@ def _loader_kwargs(collate: Callable, cfg: TrainConfig) -> dict[str, Any]:
 def _global_batches(split: Any, cfg: TrainConfig, seed: int, epoch: int) -> list[list[int]]:
     """The epoch's training batches as item indices: exactly those a one-process run's
     training loader yields (the same sampler, seed and epoch)."""
-    from torch.utils.data import BatchSampler
-
-    from mmml_core.data import LengthBucketSampler
-
-    if cfg.bucket_by_length:
-        sampler = LengthBucketSampler(split.lengths, cfg.batch_size, seed=seed, shuffle=True)
-        sampler.set_epoch(epoch)
-        return [list(b) for b in sampler]
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return [list(b) for b in BatchSampler(RandomSampler(split, generator=g), cfg.batch_size, False)]
+    return [list(b) for b in _train_batch_sampler(split, cfg.batch_size, cfg, seed, epoch)]
 
 
 def _shard_batches(
