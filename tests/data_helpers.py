@@ -239,3 +239,24 @@ class FrameAudioEncoder(FeatureEncoder):
         mask = torch.arange(n)[None, :] < (inputs["lengths"] // f)[:, None]  # (B, T)
         pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         return EncoderOutput(hidden=hidden, mask=mask, pooled=pooled)
+
+
+def make_video(
+    path: Path, n_frames: int, fps: int = 10, size: tuple[int, int] = (48, 64), level: int = 0
+) -> Path:
+    """A real H.264 MP4 (no audio) of ``n_frames`` frames written with PyAV: frame ``k`` is
+    flat grey of brightness ``level + 10 * k``, so a frame's index can be read back."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.height, stream.width = size
+        stream.pix_fmt = "yuv420p"
+        for k in range(n_frames):
+            img = np.full((*size, 3), min(255, level + 10 * k), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

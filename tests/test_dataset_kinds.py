@@ -166,10 +166,12 @@ def test_builtin_kinds_come_from_core_entry_points() -> None:
     assert (sims.language, sims.scheme, sims.modalities, sims.needs_path, sims.defaults) == (
         "zh",
         "sims",
-        ("text", "audio"),
+        ("text", "audio", "video"),
         True,
         {},
     )
+    assert sims.default_encoders == {"text": "roberta", "audio": "hubert"}  # video: on request
+    assert sims.optional_encoders == {"video": "video"}
     demo = registry.load("dataset", "demo")
     assert demo.needs_path is False and demo.defaults["train"]["lr"] == 1e-3
     assert demo.defaults["fields"]["encoder"]["checkpoint"] == "random:tiny"
@@ -250,7 +252,8 @@ def test_unknown_modality_and_kind_errors(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as err:
         load_dataset(tmp_path, "mosi", modalities=["text", "vision", "pulse"])
     assert err.value.problems == [
-        f"dataset kind 'mosi' cannot provide modality {m!r}; its modalities are text, audio"
+        f"dataset kind 'mosi' cannot provide modality {m!r}; its modalities are text, audio, "
+        "video"
         for m in ("vision", "pulse")
     ]
     with pytest.raises(DatasetError, match="no modality requested"):

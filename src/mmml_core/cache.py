@@ -207,7 +207,7 @@ def _update(h: Any, value: Any) -> None:
 
 def _items_fingerprint(split: Any, modality: str) -> dict[str, Any]:
     """What the split's items of ``modality`` are: ids, previews and, for MMSA splits, each
-    audio file's path, size and modification time; for other splits the raw items' content
+    audio or video file's path, size and modification time; for other splits the raw items' content
     (read once: a dataset kind without files to stat cannot be checked more cheaply)."""
     h = hashlib.sha256()
     rows = getattr(split, "rows", None)
@@ -218,13 +218,13 @@ def _items_fingerprint(split: Any, modality: str) -> dict[str, Any]:
         _update(h, p)
     files = hashlib.sha256()
     if rows is not None and all(hasattr(r, "audio_path") for r in rows):
-        if modality != "text":
+        if modality != "text":  # audio_path, video_path: the files the items are read from
             for r in rows:
-                path = getattr(r, "audio_path", None)
+                path = getattr(r, f"{modality}_path", None)
                 if path is not None:
                     st = os.stat(path)
                     files.update(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}\0".encode())
-        content = "ids, previews, audio files' path/size/mtime"
+        content = f"ids, previews, {modality} files' path/size/mtime"
     else:
         for i in range(len(split)):
             _update(files, split[i][modality])

@@ -29,6 +29,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "mmml_core.data.extract",
         "extract 16 kHz mono WAV from a dataset's Raw/*.mp4",
     ),
+    "extract-frames": (
+        "mmml_core.data.extract",
+        "decode a dataset's Raw/*.mp4 once into frames/ for the video modality",
+    ),
     "new-plugin": (
         "mmml_core.commands.new_plugin",
         "write a new encoder, fusion, head or loss plugin package from a template",

@@ -41,7 +41,7 @@ __all__ = [
 def head_name(encoder: Any) -> str:
     """The subnet head (and label) name of an encoder class or instance: its ``head``
     attribute when set, else the modality's first letter upper-cased (text -> T, audio -> A,
-    vision -> V: the field's ``label_T``, ``label_A``, ``label_V``). The fused head is ``M``.
+    video -> V: the field's ``label_T``, ``label_A``, ``label_V``). The fused head is ``M``.
     Modalities are an open set; this rule is the only place a head gets its name."""
     explicit = getattr(encoder, "head", None)
     if explicit:
@@ -88,14 +88,24 @@ class FeatureEncoder(Component):
     ``preprocess`` runs in the DataLoader worker (tokenization, waveform normalisation,
     padding to the longest item of the batch) and returns a dict of tensors;
     ``forward`` takes that dict (moved to the device) and runs the network.
-    Raw items are ``str`` for text and 1-D float32 numpy arrays of 16 kHz mono samples
-    for audio.
+    Raw items are ``str`` for text, 1-D float32 numpy arrays of 16 kHz mono samples
+    for audio, and a video or frames file's path for video (:mod:`mmml_core.data.video`).
     """
 
     modality: ClassVar[str]
     #: The subnet head's name; None = the modality's first letter upper-cased (see
     #: :func:`head_name`). Set it when two modalities would share a letter.
     head: ClassVar[str | None] = None
+    #: The config field that names the encoder's own network (a backbone, a checkpoint), so
+    #: that ``--encoder MODALITY=MODEL`` may name a model instead of an encoder: a name that
+    #: is no registered encoder goes to this field of the one installed encoder of that
+    #: modality whose :meth:`names_model` accepts it. None: no such shorthand.
+    model_field: ClassVar[str | None] = None
+
+    @classmethod
+    def names_model(cls, name: str) -> bool:
+        """Whether ``name`` is a network this encoder builds through :attr:`model_field`."""
+        return False
 
     @property
     @abc.abstractmethod

@@ -57,8 +57,12 @@ class Predictor:
         ``load_input``. A file that does not exist is a ``FileNotFoundError``, any other value
         the encoder cannot read a ``ValueError``; both name the value."""
         encoder = self.model.encoders[modality]
-        if isinstance(value, (str, Path)) and modality == "audio" and not Path(value).is_file():
-            raise FileNotFoundError(f"{value}: audio file not found")
+        if (
+            isinstance(value, (str, Path))
+            and modality in ("audio", "video")
+            and not Path(value).is_file()
+        ):
+            raise FileNotFoundError(f"{value}: {modality} file not found")
         try:
             item = encoder.load_input(value)
         except FileNotFoundError as exc:
@@ -77,16 +81,22 @@ class Predictor:
         text: str | Sequence[str] | None = None,
         audio: AudioInput | Sequence[AudioInput] | None = None,
         inputs: Mapping[str, Any] | None = None,
+        video: str | Path | Sequence[str | Path] | None = None,
     ) -> dict[str, list[float]]:
         """Predictions per head for one item or a batch (lists of equal length).
 
         ``audio`` is a path to any file soundfile reads, or 16 kHz mono samples. ``inputs``
         maps any modality of the checkpoint to a value (or a list or tuple of values, one per
-        item) its encoder's ``load_input`` reads; ``text=`` and ``audio=`` are shorthands for
-        ``inputs={"text": ..., "audio": ...}``.
+        item) its encoder's ``load_input`` reads; ``text=``, ``audio=`` and ``video=`` (a video
+        or frames file) are shorthands for ``inputs={"text": ..., "audio": ..., "video": ...}``.
         """
         given = {m: _batch(v) for m, v in (inputs or {}).items()}
-        for modality, value, single in (("text", text, str), ("audio", audio, AudioInput)):
+        shorthands = (
+            ("text", text, str),
+            ("audio", audio, AudioInput),
+            ("video", video, (str, Path)),
+        )
+        for modality, value, single in shorthands:
             if value is None:
                 continue
             if modality in given:
@@ -130,6 +140,7 @@ def predict(
     audio: AudioInput | Sequence[AudioInput] | None = None,
     device: str = "cpu",
     inputs: Mapping[str, Any] | None = None,
+    video: str | Path | Sequence[str | Path] | None = None,
 ) -> dict[str, list[float]]:
     """Load ``checkpoint`` and predict in one call (see :meth:`Predictor.predict`)."""
-    return Predictor(checkpoint, device).predict(text=text, audio=audio, inputs=inputs)
+    return Predictor(checkpoint, device).predict(text=text, audio=audio, inputs=inputs, video=video)

@@ -222,6 +222,10 @@ class DataConfig:
     # encoders do not run on it); encode = its encoders read an empty input (an empty text,
     # an empty clip), the authors' code's behaviour (profile authors)
     empty_context: str = "mask"
+    # where the video modality's files are, under the dataset root: auto = frames/ (written
+    # by mmml-bench extract-frames) when that folder exists, else Raw/ (the videos, decoded
+    # every epoch); any other value names the folder
+    video_dir: str = "auto"
 
     def __post_init__(self) -> None:
         if self.max_audio_seconds is not None and not self.max_audio_seconds > 0:
@@ -242,6 +246,8 @@ class DataConfig:
             raise ValueError(f"context_order must be clip or file, got {self.context_order!r}")
         if self.empty_context not in ("mask", "encode"):
             raise ValueError(f"empty_context must be mask or encode, got {self.empty_context!r}")
+        if not isinstance(self.video_dir, str) or not self.video_dir.strip():
+            raise ValueError(f"video_dir must be auto or a folder name, got {self.video_dir!r}")
 
     @property
     def context(self) -> dict[str, int]:
@@ -595,8 +601,15 @@ def flags_layer(
         mods = [m.strip() for m in modalities.split(",") if m.strip()]
         put("model.modalities", mods, f"--modalities {modalities}")
     for item in encoders:
+        config: dict[str, Any] = {}
         if "=" in item:
             modality, name = (s.strip() for s in item.split("=", 1))
+            if name not in registry.list("encoder"):
+                owner = _model_owner(modality, name)
+                if owner is not None:  # --encoder video=resnet18: a model of encoder video
+                    name, field = owner
+                    config = {field: item.split("=", 1)[1].strip()}
+                    labels[f"model.encoders.{modality}.config.{field}"] = f"--encoder {item}"
         else:
             name = item.strip()
             try:
@@ -604,7 +617,10 @@ def flags_layer(
             except Exception as exc:  # unknown, broken or conflicting: reported with the flag
                 problems.append(Problem("--encoder", _load_error("encoder", name, exc)))
                 continue
-        put(f"model.encoders.{modality}", {"name": name}, f"--encoder {item}")
+        spec: dict[str, Any] = {"name": name}
+        if config:
+            spec["config"] = config
+        put(f"model.encoders.{modality}", spec, f"--encoder {item}")
         labels[f"model.encoders.{modality}.name"] = f"--encoder {item}"
     if out:
         put("output.dir", out, f"--out {out}")
@@ -743,7 +759,8 @@ def _default_encoder(merged: Mapping[str, Any], modality: str) -> str | None:
         cls = registry.load("dataset", kind)
     except Exception:
         return None
-    return dict(getattr(cls, "default_encoders", {})).get(modality)
+    encoders = {**getattr(cls, "optional_encoders", {}), **getattr(cls, "default_encoders", {})}
+    return encoders.get(modality)
 
 
 def _load_error(kind: str, name: str, exc: BaseException) -> str:
@@ -1024,7 +1041,10 @@ class _Resolver:
         """The encoder of modality ``m`` with every default filled in, and its class."""
         path = f"model.encoders.{m}"
         if spec is None:
-            default = dict(getattr(self.kind_cls, "default_encoders", {}) or {}).get(m)
+            default = {
+                **(getattr(self.kind_cls, "optional_encoders", {}) or {}),
+                **(getattr(self.kind_cls, "default_encoders", {}) or {}),
+            }.get(m)
             if default is None:
                 if self.kind_cls is not None:
                     self.problem(
@@ -1355,6 +1375,21 @@ def _role(
                 )
             )
     return ComponentSpec(name, config)
+
+
+def _model_owner(modality: str, model: str) -> tuple[str, str] | None:
+    """``(encoder, field)`` where ``model`` names a network of the one installed encoder of
+    ``modality`` that accepts it (``FeatureEncoder.model_field``), else None."""
+    owners = []
+    for name in _encoders_for(modality):
+        cls = registry.load("encoder", name)
+        field = getattr(cls, "model_field", None)
+        try:
+            if field and cls.names_model(model):
+                owners.append((name, field))
+        except Exception:  # a plugin's check must not break the command line
+            continue
+    return owners[0] if len(owners) == 1 else None
 
 
 def _encoders_for(modality: str) -> list[str]:

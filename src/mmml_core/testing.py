@@ -139,7 +139,7 @@ class EncoderContract(_Contract):
 
     def test_output_shapes(self) -> None:
         enc = self.ready()
-        assert enc.modality in ("text", "audio", "vision")
+        assert enc.modality in ("text", "audio", "video")
         items = self.raw_items(enc.modality)
         out = self.encode(enc, items)
         B = len(items)

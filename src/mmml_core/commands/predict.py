@@ -1,4 +1,4 @@
-"""``mmml-bench predict CHECKPOINT --text ... --audio FILE [--input MODALITY=VALUE ...]``.
+"""``mmml-bench predict CHECKPOINT --text ... --audio FILE --video FILE [--input MODALITY=VALUE]``.
 
 Every failure a user can cause (a missing, damaged or foreign checkpoint, a component that is
 not installed, an unreadable input, a modality the checkpoint lacks, a non-finite prediction)
@@ -30,6 +30,11 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
         help="the utterance's audio file (wav, flac, ogg, ...; same as --input audio=FILE)",
     )
     parser.add_argument(
+        "--video",
+        help="the utterance's video file (mp4, ...; or a frames file of extract-frames; same "
+        "as --input video=FILE)",
+    )
+    parser.add_argument(
         "--input",
         action="append",
         default=[],
@@ -47,7 +52,7 @@ def _one_line(exc: BaseException) -> str:
 def _inputs(args: argparse.Namespace) -> dict[str, str]:
     """Modality -> value from --text, --audio and --input (ValueError on a clash)."""
     inputs: dict[str, str] = {}
-    given = [("text", args.text), ("audio", args.audio)]
+    given = [("text", args.text), ("audio", args.audio), ("video", args.video)]
     for item in args.input:
         modality, sep, value = item.partition("=")
         if not sep or not modality.strip():
@@ -80,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     if not inputs:
-        print(f"{PROG}: error: give --text, --audio or --input MODALITY=VALUE", file=sys.stderr)
+        print(
+            f"{PROG}: error: give --text, --audio, --video or --input MODALITY=VALUE",
+            file=sys.stderr,
+        )
         return 2
     from mmml_core.interfaces import head_name
     from mmml_core.predict import Predictor

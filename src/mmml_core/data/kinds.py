@@ -56,6 +56,7 @@ LOAD_OPTIONS: dict[str, Any] = {
     "text_context": 0,
     "audio_context": 0,
     "context_order": "clip",
+    "video_dir": "auto",
 }
 
 
@@ -173,6 +174,9 @@ class DatasetKind:
     #: The encoder a run uses for each modality when none is named (registry names); the
     #: run's modalities default to these keys.
     default_encoders: ClassVar[dict[str, str]] = {}
+    #: Encoders for modalities a run may add (``--modalities text,audio,video``) but that are
+    #: not in a run unless asked for.
+    optional_encoders: ClassVar[dict[str, str]] = {}
     #: Name used for ``LoadedDataset.kind`` when the kind was not made by the registry.
     name: ClassVar[str] = ""
 
@@ -205,7 +209,8 @@ class DatasetKind:
         cannot be used, listing them in ``dropped``), and ``text_context``,
         ``audio_context``, ``context_order`` (each item also carries that many earlier
         utterances of its video in its split as ``item["context"]``,
-        :mod:`mmml_core.data.context`); the MMSA kinds do.
+        :mod:`mmml_core.data.context`), and ``video_dir`` (where the ``video`` modality's
+        files are); the MMSA kinds do.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement load()")
 
@@ -257,9 +262,11 @@ class MMSAKind(DatasetKind):
     """A dataset in the MMSA layout (see :mod:`mmml_core.data.reader`)."""
 
     Config = MMSAConfig
-    modalities = ("text", "audio")
+    modalities = ("text", "audio", "video")
     # The paper's encoders (section 3.1): RoBERTa for text, Data2Vec for English audio.
     default_encoders = {"text": "roberta", "audio": "data2vec"}
+    # The paper stops at text and audio; video is added on request (mmml-encoders-video).
+    optional_encoders = {"video": "video"}
     #: Every label must lie in this closed range.
     label_range: ClassVar[tuple[float, float]]
     #: Whether label_T / label_A must be filled in every row (else they may be empty in all).
@@ -277,6 +284,7 @@ class MMSAKind(DatasetKind):
         text_context: int = 0,
         audio_context: int = 0,
         context_order: str = "clip",
+        video_dir: str = "auto",
     ) -> LoadedDataset:
         from mmml_core.data.reader import read_mmsa
 
@@ -297,6 +305,7 @@ class MMSAKind(DatasetKind):
             text_context=text_context,
             audio_context=audio_context,
             context_order=context_order,
+            video_dir=video_dir,
         )
 
 

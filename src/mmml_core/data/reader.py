@@ -7,17 +7,28 @@ Layout::
     <root>/wav/<video_id>/<clip_id>.<ext>    audio (any format soundfile reads), made from
                                              <root>/Raw/<video_id>/<clip_id>.mp4 by
                                              ``mmml-bench extract-audio``
+    <root>/Raw/<video_id>/<clip_id>.mp4      video (the ``video`` modality), or the frames
+    <root>/frames/<video_id>/<clip_id>.npz   ``mmml-bench extract-frames`` decoded once
 
 Everything a run uses is checked once, up front, over the whole CSV: the columns, every
 row's ids, ``mode`` and labels (numeric, finite, in the dataset's range), duplicate ids, and,
-when audio is loaded, that each row's audio file exists and soundfile can read its header.
+when audio is loaded, that each row's audio file exists and soundfile can read its header,
+and when video is loaded, that each row has one video (or frames) file that opens and decodes
+its first frame (or whose header holds frames).
 Only the loaded modalities are checked: a text-only run needs neither ``wav/`` nor the audio
 files, an audio-only run needs no ``text`` column. All problems found are raised together as
 one :class:`DatasetError` whose lines each name the file, the CSV line and the field. A row
 is never dropped silently: either every row loads or the reader raises (``max_items`` keeps
 fewer on purpose, after the whole CSV has been validated). The one exception is asked for:
-with ``skip_unusable`` a row whose own audio file is missing, empty or unreadable is dropped
-and listed in :attr:`MMSADataset.dropped` (schema problems still raise).
+with ``skip_unusable`` a row whose own audio or video file is missing, empty or unreadable is
+dropped and listed in :attr:`MMSADataset.dropped` (schema problems still raise).
+
+Video (``video_dir``): ``"auto"`` reads ``frames/`` when that folder exists (every row must
+then have its frames file there: a half-finished extraction is an error, not a mix), else
+``Raw/``; any other value names the folder under the root. Each item's ``video`` is the
+file's path, decoded by the encoder (:mod:`mmml_core.data.video`). ``label_V`` is read when
+video is loaded, with the same all-or-nothing rule as ``label_T`` / ``label_A``; it is the
+target of the ``V`` head.
 
 Texts are re-cased (``text[0] + text[1:].lower()``, the authors' fix for the upper-case
 MOSI/MOSEI transcripts) once, on load, by ``recase``: ``"on"`` every text, ``"off"`` none,
@@ -53,6 +64,7 @@ from torch.utils.data import Dataset
 
 from mmml_core.data.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio, resampled_length
 from mmml_core.data.kinds import DatasetError
+from mmml_core.data.video import FRAMES_DIR, FRAMES_EXTENSION, VIDEO_EXTENSIONS
 
 __all__ = [
     "COLUMNS",
@@ -109,6 +121,8 @@ MOSEI_UNUSABLE = (
     "mRnEJOLkhp8/26",
 )
 _MODALITY_LABELS = ("label_T", "label_A")
+#: ``video_dir="auto"``: this folder when it exists, else :data:`RAW_DIR`.
+RAW_DIR = "Raw"
 
 
 @dataclass(frozen=True)
@@ -127,6 +141,10 @@ class Row:
     audio_samples: int | None = None  # at 16 kHz, before the cut to max_audio_seconds
     audio_rate: int | None = None  # the file's sample rate
     audio_channels: int | None = None  # the file's channel count
+    label_V: float | None = None  # set when video is loaded (label_V, else label)
+    video_path: Path | None = None  # the clip's video or frames file, when video is loaded
+    video_fps: float | None = None  # a frames file's rate (None: a video file)
+    video_frames: int | None = None  # a frames file's frame count (None: a video file)
 
     @property
     def id(self) -> str:
@@ -183,7 +201,11 @@ class MMSASplit(Dataset):
             item["text"] = row.text
         if "audio" in self.modalities:  # (N,) float32, 16 kHz mono
             item["audio"] = load_audio(row.audio_path, SAMPLE_RATE, self.max_audio_seconds)
+        if "video" in self.modalities:  # the file's path: the encoder decodes it
+            item["video"] = str(row.video_path)
         item["labels"] = {"M": row.label, "T": row.label_T, "A": row.label_A}
+        if "video" in self.modalities:
+            item["labels"]["V"] = row.label_V
         if self.context:
             item["context"] = {m: self._context(m, ids[index]) for m, ids in self.context.items()}
         return item
@@ -218,14 +240,20 @@ class MMSASplit(Dataset):
         return view
 
     def previews(self, modality: str) -> list[Any]:
-        """Per item, what can be told of ``modality`` without decoding: the text itself, or
-        the audio's 16 kHz sample count after the cut to ``max_audio_seconds``."""
+        """Per item, what can be told of ``modality`` without decoding: the text itself, the
+        audio's 16 kHz sample count after the cut to ``max_audio_seconds``, or the video's
+        ``{"path", "fps", "frames"}`` (``fps`` and ``frames`` of a frames file, else None)."""
         if modality not in self.modalities:
             raise ValueError(
                 f"modality {modality!r} is not loaded; loaded: {', '.join(self.modalities)}"
             )
         if modality == "text":
             return [r.text for r in self.rows]
+        if modality == "video":
+            return [
+                {"path": str(r.video_path), "fps": r.video_fps, "frames": r.video_frames}
+                for r in self.rows
+            ]
         cap = _cap(self.max_audio_seconds)
         return [
             r.audio_samples if cap is None else min(r.audio_samples, cap)  # type: ignore[type-var]
@@ -241,8 +269,11 @@ class MMSASplit(Dataset):
         return [r.text for r in self.rows]
 
     def labels(self, head: str = "M") -> np.ndarray:
-        """The targets of one head (``"M"``, ``"T"`` or ``"A"``) as float32, in row order."""
-        column = {"M": "label", "T": "label_T", "A": "label_A"}[head]
+        """The targets of one head (``"M"``, ``"T"``, ``"A"``, or ``"V"`` when video is
+        loaded) as float32, in row order."""
+        column = {"M": "label", "T": "label_T", "A": "label_A", "V": "label_V"}[head]
+        if head == "V" and "video" not in self.modalities:
+            raise ValueError("label V is read only when the video modality is loaded")
         return np.array([getattr(r, column) for r in self.rows], dtype=np.float32)
 
 
@@ -261,8 +292,8 @@ class MMSADataset:
     #: What loading does to the kept rows' audio, e.g. ``{"clips resampled to 16 kHz": 3}``;
     #: counted from the file headers read during validation, zero counts left out.
     report: dict[str, int] = field(default_factory=dict)
-    heads: tuple[str, ...] = MMSA_HEADS
-    #: Rows left out because their audio is unusable (``skip_unusable``), in file order:
+    heads: tuple[str, ...] = MMSA_HEADS  # plus "V" when video is loaded
+    #: Rows left out because their audio or video is unusable (``skip_unusable``), in file order:
     #: ``{"video_id", "clip_id", "mode", "line", "reason"}`` each; empty otherwise.
     dropped: list[dict[str, Any]] = field(default_factory=list)
     #: modality -> context window (data.text_context, data.audio_context); empty = none
@@ -299,13 +330,16 @@ def load_dataset(
     text_context: int = 0,
     audio_context: int = 0,
     context_order: str = "clip",
+    video_dir: str = "auto",
     **options: Any,
 ) -> Any:
     """Read and validate the dataset at ``root`` as the registered dataset kind ``kind``.
 
     A thin wrapper over ``registry.create("dataset", kind, **options).load(...)``; ``root``
-    may be ``None`` for bundled kinds (``"demo"``). ``modalities`` defaults to every modality
-    the kind provides. ``options`` are the kind's ``Config`` fields (MMSA kinds:
+    may be ``None`` for bundled kinds (``"demo"``). ``modalities`` defaults to those a run
+    uses by default: the keys of the kind's ``default_encoders`` (text and audio for the MMSA
+    kinds; video is loaded when asked for), or every modality it provides where it names no
+    default encoders. ``options`` are the kind's ``Config`` fields (MMSA kinds:
     ``audio_dir``). ``max_audio_seconds`` (default 6, the authors' setting) cuts every clip
     when it is loaded; ``None`` keeps whole clips. ``recase`` and ``skip_unusable`` are
     ``data.recase`` and ``data.skip_unusable`` (see :func:`read_mmsa`), passed to a kind
@@ -328,6 +362,7 @@ def load_dataset(
         text_context=text_context,
         audio_context=audio_context,
         context_order=context_order,
+        video_dir=video_dir,
     )
     if refused:
         raise ValueError(
@@ -336,11 +371,16 @@ def load_dataset(
         )
     return source.load(
         root,
-        modalities=tuple(cls.modalities) if modalities is None else modalities,
+        modalities=_default_modalities(cls) if modalities is None else modalities,
         max_audio_seconds=max_audio_seconds,
         max_items=max_items,
         **extra,
     )
+
+
+def _default_modalities(cls: Any) -> tuple[str, ...]:
+    defaults = tuple(getattr(cls, "default_encoders", {}) or ())
+    return tuple(m for m in defaults if m in cls.modalities) or tuple(cls.modalities)
 
 
 def read_mmsa(
@@ -360,17 +400,20 @@ def read_mmsa(
     text_context: int = 0,
     audio_context: int = 0,
     context_order: str = "clip",
+    video_dir: str = "auto",
 ) -> MMSADataset:
     """Read and validate the MMSA-layout folder ``root`` for ``modalities`` (a subset of
-    text and audio, already checked by the kind).
+    text, audio and video, already checked by the kind).
 
     ``modality_labels``: label_T / label_A are required in every row. ``max_items`` keeps the
     first N rows of each split in file order, after validating them all (and after dropping
     unusable rows). ``recase``: ``"on"`` re-cases every text as ``text[0] +
     text[1:].lower()``, ``"off"`` none, ``"auto"`` only where ``language`` is ``"en"`` and
     :func:`upper_case_transcripts` holds over every text of the CSV. ``skip_unusable``: a
-    row whose audio file is missing, empty or unreadable (its header) is dropped and listed
-    in ``dropped`` instead of being a problem; a split left without rows is still one.
+    row whose audio or video file is missing, empty or unreadable (its header, a video's
+    first frame) is dropped and listed in ``dropped`` instead of being a problem; a split
+    left without rows is still one. ``video_dir``: the video folder under ``root``
+    (``"auto"``: ``frames`` where it exists, else ``Raw``; module docstring).
     ``text_context`` / ``audio_context``: each item also carries the texts / clips of that
     many earlier utterances of its video in its split (``item["context"]``, oldest first, in
     ``context_order``: :mod:`mmml_core.data.context`).
@@ -401,33 +444,49 @@ def read_mmsa(
     text, problems = _read_text(csv_path)
     if problems:
         raise DatasetError(root, problems)
+    if not isinstance(video_dir, str) or not video_dir.strip():
+        raise ValueError(f"video_dir must be 'auto' or a folder name, got {video_dir!r}")
     records, has_modality_labels, problems = _parse_csv(
-        csv_path, text, label_range, modality_labels, with_text="text" in modalities
+        csv_path,
+        text,
+        label_range,
+        modality_labels,
+        with_text="text" in modalities,
+        with_video="video" in modalities,
     )
-    unusable: list[tuple[dict[str, Any], str]] = []
+    unusable: list[tuple[dict[str, Any], str, str]] = []  # (record, modality, what is wrong)
+    ok = [r for r in records if r["video_id"] and r["clip_id"]]
     if "audio" in modalities and records:
-        ok = [r for r in records if r["video_id"] and r["clip_id"]]
-        unusable = _check_audio(ok, root / audio_dir, csv_path, problems)
-        unusable.sort(key=lambda u: u[0]["line"])
+        found = _check_audio(ok, root / audio_dir, csv_path, problems)
+        unusable += [(r, "audio", m) for r, m in found]
+    video_folder = None
+    if "video" in modalities and records:
+        video_folder = _video_folder(root, video_dir)
+        found = _check_video(ok, video_folder, csv_path, problems, auto=video_dir == "auto")
+        unusable += [(r, "video", m) for r, m in found]
+    unusable.sort(key=lambda u: u[0]["line"])
     hint = None
     if unusable and not skip_unusable:
-        problems += [f"{csv_path} line {r['line']}, field 'audio': {m}" for r, m in unusable]
-        hint = _skip_hint(len(unusable), scheme)
+        problems += [f"{csv_path} line {r['line']}, field '{f}': {m}" for r, f, m in unusable]
+        hint = _skip_hint(unusable, scheme)
     if problems:
         raise DatasetError(root, problems, hint=hint)
     reason = None  # decided over every row of the CSV, dropped ones and all
     if "text" in modalities:
         reason = _recase_reason(recase, language, [r["text"] for r in records])
-    dropped = [
-        {
+    by_line: dict[int, dict[str, Any]] = {}
+    for r, _, m in unusable:  # one entry per row, its reasons joined
+        if r["line"] in by_line:
+            by_line[r["line"]]["reason"] += f"; {m}"
+            continue
+        by_line[r["line"]] = {
             "video_id": r["video_id"],
             "clip_id": r["clip_id"],
             "mode": r["mode"],
             "line": r["line"],
             "reason": m,
         }
-        for r, m in unusable
-    ]
+    dropped = list(by_line.values())
     if dropped:
         gone = {d["line"] for d in dropped}
         records = [r for r in records if r["line"] not in gone]
@@ -436,8 +495,8 @@ def read_mmsa(
             raise DatasetError(
                 root,
                 [
-                    f"{csv_path}: no row of split '{s}' is left: every one has unusable audio "
-                    f"({len(dropped)} row(s) dropped by skip_unusable in all)"
+                    f"{csv_path}: no row of split '{s}' is left: every one has unusable "
+                    f"{_what(unusable)} ({len(dropped)} row(s) dropped by skip_unusable in all)"
                     for s in empty
                 ],
             )
@@ -451,12 +510,21 @@ def read_mmsa(
     rows = _first_of_each_split([Row(**r) for r in records], max_items)
     report: dict[str, int] = {}
     if dropped:  # over the whole CSV, like the list
-        report["rows dropped (unusable audio)"] = len(dropped)
+        for m in ("audio", "video"):
+            n = len({r["line"] for r, f, _ in unusable if f == m})
+            if n:
+                report[f"rows dropped (unusable {m})"] = n
     n_recased = sum(r.line in recased for r in rows)
     if n_recased:
         report[f"texts re-cased ({reason})"] = n_recased
     if "audio" in modalities:
         report.update(_audio_report(rows, max_audio_seconds))
+    if video_folder is not None:
+        frames = sum(r.video_fps is not None for r in rows)
+        if frames:
+            report[f"clips read from extracted frames ({video_folder.name}/)"] = frames
+        if len(rows) - frames:
+            report[f"clips decoded from video files ({video_folder.name}/)"] = len(rows) - frames
     windows = {m: w for m, w in context.items() if w}
     if windows:
         from mmml_core.data.context import previous_indices
@@ -480,6 +548,7 @@ def read_mmsa(
         max_audio_seconds=max_audio_seconds,
         modalities=modalities,
         report=report,
+        heads=MMSA_HEADS + (("V",) if "video" in modalities else ()),
         dropped=dropped,
         context=windows,
         context_order=context_order,
@@ -512,9 +581,16 @@ def _recase_reason(mode: str, language: str, texts: Sequence[str]) -> str | None
     return None
 
 
-def _skip_hint(n: int, scheme: str) -> str:
+def _what(unusable: Sequence[tuple[Any, str, str]]) -> str:
+    """ "audio", "video" or "audio or video": what the unusable rows lack."""
+    kinds = sorted({f for _, f, _ in unusable})
+    return " or ".join(kinds) if kinds else "audio"
+
+
+def _skip_hint(unusable: Sequence[tuple[dict[str, Any], str, str]], scheme: str) -> str:
+    n = len({r["line"] for r, _, _ in unusable})
     hint = (
-        f"{n} row(s) have missing, empty or unreadable audio: provide it, or set "
+        f"{n} row(s) have missing, empty or unreadable {_what(unusable)}: provide it, or set "
         "data.skip_unusable=true to drop such clips (the run lists them)"
     )
     if scheme == "mosei":
@@ -560,6 +636,7 @@ def _parse_csv(
     label_range: tuple[float, float],
     modality_labels: bool,
     with_text: bool,
+    with_video: bool = False,
 ) -> tuple[list[dict[str, Any]], bool, list[str]]:
     problems: list[str] = []
 
@@ -573,10 +650,9 @@ def _parse_csv(
         if header is None:
             return [], False, [f"{csv_path} line 1: file is empty (expected a header row)"]
         header = [h.strip() for h in header]
+        label_names = _MODALITY_LABELS + (("label_V",) if with_video else ())
         required = (
-            _REQUIRED
-            + (("text",) if with_text else ())
-            + (_MODALITY_LABELS if modality_labels else ())
+            _REQUIRED + (("text",) if with_text else ()) + (label_names if modality_labels else ())
         )
         missing = [c for c in required if c not in header]
         for c in missing:
@@ -611,7 +687,7 @@ def _parse_csv(
         if mode not in SPLITS:
             problem(line, "mode", f"unknown mode {rec['mode']!r} (expected train, valid or test)")
         labels: dict[str, float | None] = {}
-        for name in ("label", *_MODALITY_LABELS):
+        for name in ("label", *label_names):
             value_text = rec.get(name, "").strip()
             labels[name] = None  # an empty per-modality label is resolved below
             if not value_text and name != "label":
@@ -638,21 +714,29 @@ def _parse_csv(
                 "label": labels["label"],
                 "label_T": labels["label_T"],
                 "label_A": labels["label_A"],
+                **({"label_V": labels["label_V"]} if with_video else {}),
                 "mode": mode,
             }
         )
 
-    has_modality_labels = _resolve_modality_labels(records, problem, modality_labels)
+    has_modality_labels = _resolve_modality_labels(
+        records, problem, modality_labels, _MODALITY_LABELS
+    )
+    if with_video:  # label_V: the same rule, on its own (has_modality_labels is T and A)
+        _resolve_modality_labels(records, problem, modality_labels, ("label_V",))
     for split in SPLITS:
         if split not in modes:
             problems.append(f"{csv_path}: no row has mode '{split}'")
     return records, has_modality_labels, problems
 
 
-def _resolve_modality_labels(records: list[dict[str, Any]], problem: Any, required: bool) -> bool:
-    """Fill label_T/label_A from label where no row gives them; True where rows give them."""
+def _resolve_modality_labels(
+    records: list[dict[str, Any]], problem: Any, required: bool, names: Sequence[str]
+) -> bool:
+    """Fill each of ``names`` (label_T, ...) from label where no row gives it; True where rows
+    give them all."""
     given = True
-    for name in _MODALITY_LABELS:
+    for name in names:
         filled = sum(r[name] is not None for r in records)
         if filled == 0 and not required:
             for r in records:  # MOSI/MOSEI: every head trains on the overall label
@@ -750,6 +834,100 @@ def _check_audio(
         for r, err in zip(todo, pool.map(info, todo), strict=True):
             if err is not None:
                 unusable.append((r, err))
+    return unusable
+
+
+def _video_folder(root: Path, video_dir: str) -> Path:
+    """The folder the clips' videos are read from (``video_dir``; module docstring)."""
+    if video_dir != "auto":
+        return root / video_dir
+    frames = root / FRAMES_DIR
+    return frames if _is_dir(frames) else root / RAW_DIR
+
+
+def _check_video(
+    records: list[dict[str, Any]],
+    folder: Path,
+    csv_path: Path,
+    problems: list[str],
+    auto: bool,
+) -> list[tuple[dict[str, Any], str]]:
+    """Find each record's video (or frames) file under ``folder`` and check it opens
+    (:func:`mmml_core.data.video.probe_video`); sets the records' video fields. Returns the
+    records whose own video is unusable, like :func:`_check_audio`."""
+    from mmml_core.data.video import FrameError, frames_info, probe_video
+
+    unusable: list[tuple[dict[str, Any], str]] = []
+
+    def problem(line: int, message: str) -> None:
+        problems.append(f"{csv_path} line {line}, field 'video': {message}")
+
+    names, error = _list_folder(folder)
+    if error is not None:
+        problems.append(error)
+        return unusable
+    if names is None:
+        problems.append(
+            f"{folder}: video folder does not exist (the MMSA layout keeps the videos in "
+            f"{RAW_DIR}/<video_id>/<clip_id>.mp4; `mmml-bench extract-frames` writes "
+            f"{FRAMES_DIR}/)"
+        )
+        return unusable
+    accepted = (*VIDEO_EXTENSIONS, FRAMES_EXTENSION)
+    listing: dict[str, dict[str, list[str]] | None] = {}
+    for r in records:
+        vid = r["video_id"]
+        if vid in listing:
+            continue
+        names, error = _list_folder(folder / vid)
+        if error is not None:
+            problems.append(error)
+            listing[vid] = None
+            continue
+        listing[vid] = {}
+        for name in names or []:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in accepted and not name.startswith("."):
+                listing[vid].setdefault(stem, []).append(name)
+    todo: list[dict[str, Any]] = []
+    for r in records:
+        clips = listing[r["video_id"]]
+        if clips is None:
+            continue
+        found = clips.get(r["clip_id"], [])
+        where = folder / r["video_id"] / r["clip_id"]
+        if not found:
+            why = f"no video file {where}.* ({'/'.join(e[1:] for e in accepted)})"
+            if auto and folder.name == FRAMES_DIR:
+                why += (
+                    f"; {folder} exists, so every clip is read from it: finish the extraction "
+                    f"(`mmml-bench extract-frames {folder.parent}`) or set "
+                    f"data.video_dir={RAW_DIR}"
+                )
+            unusable.append((r, why))
+        elif len(found) > 1:
+            problem(r["line"], f"several video files for one clip: {found} in {where.parent}")
+        else:
+            r["video_path"] = where.parent / found[0]
+            todo.append(r)
+
+    def check(r: dict[str, Any]) -> str | None:
+        path = r["video_path"]
+        if str(path).lower().endswith(FRAMES_EXTENSION):
+            try:
+                info = frames_info(path)
+            except FrameError as exc:
+                return str(exc)
+            r["video_fps"], r["video_frames"] = info.fps, info.frames
+            return None
+        return probe_video(path)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # opening files is mostly I/O
+        for r, err in zip(todo, pool.map(check, todo), strict=True):
+            if err is not None:
+                unusable.append((r, err))
+    for r in records:  # fields a Row takes (set only when video is loaded)
+        r.setdefault("video_path", None)
     return unusable
 
 

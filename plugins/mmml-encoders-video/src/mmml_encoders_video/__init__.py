@@ -1,4 +1,4 @@
-"""mmml-encoders-video: the vision encoder ``video`` (frames from a clip's video, a timm image
+"""mmml-encoders-video: the encoder ``video`` of modality ``video`` (frames from a clip's video, a timm image
 backbone per frame, a temporal transformer over the frames).
 
 The encoder lives in :mod:`mmml_encoders_video.encoder` and frame decoding in

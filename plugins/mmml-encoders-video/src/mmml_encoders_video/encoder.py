@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from mmml_core.interfaces import EncoderOutput, FeatureEncoder
-from mmml_encoders_video.frames import as_frames, centre_crop_resize
+from mmml_encoders_video.frames import as_frames, centre_crop_resize, check_fps
 
 __all__ = ["PRESETS", "VideoEncoder", "VideoEncoderConfig"]
 
@@ -122,7 +122,18 @@ class VideoEncoder(FeatureEncoder):
     """Vision encoder over a clip's frames (see the module docstring)."""
 
     Config = VideoEncoderConfig
-    modality: ClassVar[str] = "vision"
+    modality: ClassVar[str] = "video"
+    # --encoder video=resnet18: a timm model name (or a preset) is this encoder's backbone
+    model_field: ClassVar[str | None] = "backbone"
+
+    @classmethod
+    def names_model(cls, name: str) -> bool:
+        """A preset or a model name timm knows (``timm.is_model``)."""
+        if name in PRESETS:
+            return True
+        import timm
+
+        return bool(timm.is_model(name))
 
     def __init__(self, config: VideoEncoderConfig) -> None:
         super().__init__(config)
@@ -176,7 +187,7 @@ class VideoEncoder(FeatureEncoder):
 
     def preprocess(self, items: Sequence[Any]) -> dict[str, Tensor]:
         if len(items) == 0:
-            raise ValueError("preprocess needs at least one vision item")
+            raise ValueError("preprocess needs at least one video item")
         c = self.config
         clips = [centre_crop_resize(as_frames(x, c.fps, c.max_frames), self.side) for x in items]
         most = max(x.shape[0] for x in clips)
@@ -187,8 +198,23 @@ class VideoEncoder(FeatureEncoder):
             mask[i, : x.shape[0]] = True
         return {"pixels": pixels, "mask": mask}
 
+    def load_input(self, value: Any) -> Any:
+        """``mmml-bench predict --video FILE``: the clip's frames, decoded (or read from a
+        frames file) now, so that a missing or broken file is an error naming it."""
+        if isinstance(value, (str, os.PathLike)) and not os.path.isfile(value):
+            raise FileNotFoundError(f"{os.fspath(value)}: no such video file")
+        return as_frames(value, self.config.fps, self.config.max_frames)
+
     def describe_inputs(self, previews: Sequence[Any]) -> dict[str, int]:
-        return {}
+        """Counts of clips the frame cap cuts (frames files, whose count is known); a frames
+        file extracted at another rate than ``fps`` is an error naming it."""
+        cut = 0
+        for p in previews:
+            if not isinstance(p, Mapping) or p.get("fps") is None:
+                continue
+            check_fps(p.get("path"), float(p["fps"]), self.config.fps)
+            cut += int(p.get("frames") or 0) > self.config.max_frames
+        return {f"clips cut to {self.config.max_frames} frames": cut}
 
     def forward(self, inputs: Mapping[str, Tensor]) -> EncoderOutput:
         pixels, mask = inputs["pixels"], inputs["mask"].bool()  # (B, F, 3, S, S), (B, F)

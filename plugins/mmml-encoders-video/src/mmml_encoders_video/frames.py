@@ -1,16 +1,16 @@
-"""Frames of a video clip: decoded with PyAV, sampled at a fixed rate, centre-cropped.
+"""Frames of a clip for the encoder: decoded (or read from extracted frames), centre-cropped.
 
-A clip's raw vision item is one of
+A clip's raw video item is one of
 
 - a path (``str`` or ``os.PathLike``) to a video file any FFmpeg demuxer reads (``.mp4``,
-  ``.avi``, ...): decoded here;
-- a ``uint8`` array ``(F, H, W, 3)`` of RGB frames already sampled at the encoder's rate (what
-  :func:`sample_frames` returns, and what ``mmml-bench extract-frames`` will store).
+  ``.avi``, ...): decoded with PyAV by :func:`mmml_core.data.video.sample_frames`;
+- a path to a frames file (``.npz``) that ``mmml-bench extract-frames`` wrote: its frames,
+  which must have been sampled at the encoder's ``fps`` (else an error says how to fix it);
+- a ``uint8`` array ``(F, H, W, 3)`` of RGB frames already sampled at the encoder's rate.
 
-Sampling: frame ``k`` is the first decoded frame whose presentation time is at or after
-``k / fps`` seconds from the clip's first frame, for ``k = 0, 1, ...`` while that time lies
-within the clip and ``k < max_frames``. A clip shorter than ``1 / fps`` gives one frame; a
-video without a decodable frame is an error naming the file.
+Sampling (core's :mod:`mmml_core.data.video`): frame ``k`` is the first decoded frame whose
+presentation time is at or after ``k / fps`` seconds from the clip's first frame, while that
+time lies within the clip and ``k < max_frames``.
 """
 
 from __future__ import annotations
@@ -21,58 +21,38 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FrameError", "as_frames", "sample_frames"]
+from mmml_core.data.video import FRAMES_EXTENSION, FrameError, read_frames, sample_frames
+
+__all__ = ["FrameError", "as_frames", "check_fps", "sample_frames"]
 
 
-class FrameError(ValueError):
-    """A video that cannot give frames (missing, unreadable, no video stream, no frame)."""
-
-
-def sample_frames(path: str | os.PathLike[str], fps: float, max_frames: int) -> np.ndarray:
-    """``(F, H, W, 3)`` uint8 RGB frames of the video at ``path``, 1 <= F <= ``max_frames``,
-    sampled every ``1 / fps`` seconds (module docstring)."""
-    import av
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FrameError(f"{path}: no such video file")
-    frames: list[np.ndarray] = []
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise FrameError(f"{path}: the file has no video stream")
-            stream = container.streams.video[0]
-            start: float | None = None
-            for frame in container.decode(stream):
-                t = frame.time if frame.time is not None else 0.0
-                if start is None:
-                    start = t
-                if t - start + 1e-6 >= len(frames) / fps:
-                    frames.append(frame.to_ndarray(format="rgb24"))
-                    if len(frames) >= max_frames:
-                        break
-    except FrameError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise FrameError(f"{path}: cannot decode the video ({exc})") from None
-    if not frames:
-        raise FrameError(f"{path}: the video has no decodable frame")
-    return np.stack(frames)
+def check_fps(path: Any, stored: float, fps: float) -> None:
+    """A frames file sampled at ``stored`` fps read by an encoder sampling at ``fps``."""
+    if abs(stored - fps) > 1e-6 * max(1.0, fps):
+        raise FrameError(
+            f"{path}: frames extracted at {stored:g} fps, but the encoder samples at {fps:g} "
+            f"fps: extract again with `mmml-bench extract-frames ROOT --fps {fps:g}`, or set "
+            f"video.fps={stored:g}"
+        )
 
 
 def as_frames(item: Any, fps: float, max_frames: int) -> np.ndarray:
-    """A raw vision item (a path, or sampled frames) as ``(F, H, W, 3)`` uint8 frames, at
-    most ``max_frames`` of them."""
+    """A raw video item (a video or frames file's path, or sampled frames) as
+    ``(F, H, W, 3)`` uint8 frames, at most ``max_frames`` of them."""
     if isinstance(item, (str, os.PathLike)):
+        if os.fspath(item).lower().endswith(FRAMES_EXTENSION):
+            frames, stored = read_frames(item)
+            check_fps(item, stored, fps)
+            return frames[:max_frames]
         return sample_frames(item, fps, max_frames)
     frames = np.asarray(item)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise FrameError(
-            "a vision item is a video path or uint8 frames (F, H, W, 3); got an array of "
+            "a video item is a file path or uint8 frames (F, H, W, 3); got an array of "
             f"shape {frames.shape} and dtype {frames.dtype}"
         )
     if frames.shape[0] == 0:
-        raise FrameError("a vision item needs at least one frame")
+        raise FrameError("a video item needs at least one frame")
     return frames[:max_frames]
 
 
