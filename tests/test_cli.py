@@ -14,6 +14,8 @@ import pytest
 from fake_dists import FIRST_PARTY
 from harness_data import make_learnable_mosi
 
+from mmml_core.data import demo_root
+
 pytestmark = pytest.mark.plugins(*FIRST_PARTY)  # the README names every first-party plugin
 
 BENCH = str(Path(sys.executable).with_name("mmml-bench"))
@@ -232,12 +234,14 @@ def test_readme_commands_work_as_written(dataset, tmp_path):
     """Every `mmml-bench` line of the README, in order, as a user runs it from a fresh folder:
     listings run; training lines train for real on the bundled demo set (made short the
     documented way); predict lines use the checkpoint the README's own training made;
-    extract-audio runs on a real (empty) dataset folder. The paper-setting line needs the
+    extract-audio and extract-frames run on a real (empty) dataset folder; clip.mp4 is a demo
+    clip's video. The paper-setting line needs the
     pretrained checkpoints, which no hub here provides: it runs on a small MOSI-like folder
     with the documented `random:tiny` replacements."""
     import shlex
 
     wav = next((dataset / "wav").rglob("*.wav"))
+    video = next((demo_root() / "Raw").rglob("*.mp4"))  # the demo set's clips have video
     commands = _readme_commands()
     assert len(commands) >= 10, commands
     assert "mmml-bench --encoder data2vec --fusion cross_attn" in commands
@@ -251,9 +255,10 @@ def test_readme_commands_work_as_written(dataset, tmp_path):
             assert made, "the README's training lines made no checkpoint"
             argv = [str(made[0]) if a == "runs/<run>/seed-1/best_loss" else a for a in argv]
         argv = [str(wav) if a == "clip.wav" else a for a in argv]
-        if argv and argv[0] == "extract-audio":
+        argv = [str(video) if a == "clip.mp4" else a for a in argv]
+        if argv and argv[0] in ("extract-audio", "extract-frames"):
             (tmp_path / "MOSI" / "Raw").mkdir(parents=True, exist_ok=True)
-            argv = ["extract-audio", str(tmp_path / "MOSI")]
+            argv = [argv[0], str(tmp_path / "MOSI")]
         elif argv and argv[0] not in ("plugins", "list", "predict") and "--help" not in argv:
             if "~/data/MOSI" in argv:
                 argv = [str(dataset) if a == "~/data/MOSI" else a for a in argv]

@@ -46,9 +46,10 @@ def configure_parser(parser: argparse.ArgumentParser, verb: str) -> None:
         action="append",
         default=[],
         metavar="[MODALITY=]NAME",
-        help="encoder per modality, e.g. data2vec or audio=opensmile; may be "
+        help="encoder per modality, e.g. data2vec or audio=opensmile, or a network of the "
+        "modality's encoder, e.g. video=resnet18 (a timm model for encoder video); may be "
         "given once per modality (default: roberta + data2vec for English, "
-        "roberta + hubert for Chinese)",
+        "roberta + hubert for Chinese; video only with --modalities ...,video)",
     )
     parser.add_argument(
         "--fusion",
