@@ -106,6 +106,10 @@ def test_missing_and_corrupt_videos_name_the_row_and_can_be_skipped(tmp_path: Pa
         (3, rows[1]["video_id"]),
     ]
     assert ds.report["rows dropped (unusable video)"] == 2
+    assert [d["fields"] for d in ds.dropped] == [["video"], ["video"]]
+    from mmml_core.validate import describe_dropped
+
+    assert "2 row(s) dropped because their video is missing" in describe_dropped(ds.dropped)
     assert len(ds.rows) == len(rows) - 2
     # a text-only run never looks at the videos
     assert len(load_dataset(tmp_path, "mosi", modalities=["text"]).rows) == len(rows)
@@ -175,3 +179,35 @@ def test_encoder_flag_names_a_timm_backbone_of_the_video_encoder() -> None:
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "no_such_model_xyz" in bad.stderr
+
+
+def test_train_then_predict_with_video_and_with_video_alone(tmp_path: Path) -> None:
+    root = write_tiny_dataset(tmp_path / "ds", {"train": 8, "valid": 4, "test": 4})
+    rows = _with_videos(root, n_frames=8)
+    run = tmp_path / "run"
+    args = ["--dataset", str(root), "--dataset-kind", "mosi", "--modalities", "text,video"]
+    args += ["--encoder", "text=roberta", "text.checkpoint=random:tiny", "video.image_size=32"]
+    args += ["--seeds", "1", "train.max_epochs=1", "--no-progress", "--out", str(run)]
+    trained = bench(*args, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "data: clips decoded from video files (Raw/): 16" in trained.stderr
+    ckpt = run / "seed-1" / "best_loss"
+    clip = root / "Raw" / rows[0]["video_id"] / f"{rows[0]['clip_id']}.mp4"
+    both = bench(
+        "predict", str(ckpt), "--text", "the film was great", "--video", str(clip), "--json"
+    )
+    assert both.returncode == 0, both.stderr
+    assert set(json.loads(both.stdout)) == {"M", "T", "V"}
+    missing = bench("predict", str(ckpt), "--video", str(tmp_path / "gone.mp4"))
+    assert missing.returncode == 2 and "gone.mp4" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    from mmml_core.predict import Predictor
+
+    predictor = Predictor(ckpt)
+    alone = predictor.predict(video=str(clip))  # the video subnet head alone
+    assert set(alone) == {"V"}
+    assert alone["V"] == pytest.approx([json.loads(both.stdout)["V"]], abs=1e-5)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="broken.mp4"):
+        predictor.predict(video=str(broken))

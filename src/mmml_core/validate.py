@@ -285,20 +285,22 @@ def _data_report(model: MultimodalModel, dataset: Any, problems: list[Problem]) 
 
 
 def describe_dropped(dropped: Sequence[Mapping[str, Any]]) -> str | None:
-    """One line naming the rows dropped for unusable audio (the first 20, then how many
-    more), or None when none was."""
+    """One line naming the rows dropped for unusable audio or video (the first 20, then how
+    many more), or None when none was."""
     if not dropped:
         return None
     names = [
         f"{d['video_id']}/{d['clip_id']}" if "video_id" in d else str(d.get("id", "?"))
         for d in dropped
     ]
+    kinds = sorted({f for d in dropped for f in d.get("fields", ["audio"])})
+    what = " or ".join(kinds)
     shown = ", ".join(names[:_DROPPED_NAMED])
     more = len(names) - _DROPPED_NAMED
     if more > 0:
         shown += f" and {more} more"
     return (
-        f"data: {len(dropped)} row(s) dropped because their audio is missing, empty or "
+        f"data: {len(dropped)} row(s) dropped because their {what} is missing, empty or "
         f"unreadable (data.skip_unusable): {shown} (results.json lists them with the reasons)"
     )
 

@@ -294,7 +294,8 @@ class MMSADataset:
     report: dict[str, int] = field(default_factory=dict)
     heads: tuple[str, ...] = MMSA_HEADS  # plus "V" when video is loaded
     #: Rows left out because their audio or video is unusable (``skip_unusable``), in file order:
-    #: ``{"video_id", "clip_id", "mode", "line", "reason"}`` each; empty otherwise.
+    #: ``{"video_id", "clip_id", "mode", "line", "reason", "fields"}`` each (fields: audio,
+    #: video); empty otherwise.
     dropped: list[dict[str, Any]] = field(default_factory=list)
     #: modality -> context window (data.text_context, data.audio_context); empty = none
     context: dict[str, int] = field(default_factory=dict)
@@ -475,9 +476,10 @@ def read_mmsa(
     if "text" in modalities:
         reason = _recase_reason(recase, language, [r["text"] for r in records])
     by_line: dict[int, dict[str, Any]] = {}
-    for r, _, m in unusable:  # one entry per row, its reasons joined
+    for r, f, m in unusable:  # one entry per row, its reasons joined
         if r["line"] in by_line:
             by_line[r["line"]]["reason"] += f"; {m}"
+            by_line[r["line"]]["fields"].append(f)
             continue
         by_line[r["line"]] = {
             "video_id": r["video_id"],
@@ -485,6 +487,7 @@ def read_mmsa(
             "mode": r["mode"],
             "line": r["line"],
             "reason": m,
+            "fields": [f],  # the unusable modalities' files
         }
     dropped = list(by_line.values())
     if dropped:
