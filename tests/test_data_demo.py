@@ -9,7 +9,17 @@ import pytest
 import soundfile as sf
 
 from mmml_core.data import demo_root, load_dataset
-from mmml_core.data.make_demo import ECHO_REPLIES, LEVELS, PREDICATES, label_report, plan
+from mmml_core.data.make_demo import (
+    ECHO_REPLIES,
+    LEVELS,
+    PREDICATES,
+    VIDEO_FPS,
+    VIDEO_SIZE,
+    clip_frames,
+    label_report,
+    plan,
+    write_video,
+)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +114,22 @@ def test_readme_reports_the_label_only_bounds(demo) -> None:
     report = label_report(
         [(r.label_T, r.label_A, r.label, r.mode) for r in demo.rows], [u.echo for u in planned]
     )
-    assert report in (demo.root / "README.md").read_text(encoding="utf-8")
+    readme = (demo.root / "README.md").read_text(encoding="utf-8")
+    assert report in readme
+    with_video = label_report(
+        [(r.label_T, r.label_A, r.label, r.mode) for r in demo.rows],
+        [u.echo for u in planned],
+        [u.label_V for u in planned],
+    )
+    assert with_video.startswith(report + "\n") and with_video in readme
+    video_rows = with_video.splitlines()[len(report.splitlines()) :]
+    assert [ln.split(" |")[0] for ln in video_rows] == [
+        "| video only (label_V)",
+        "| audio + video (label_A, label_V)",
+        "| text + audio + video, without context",
+    ]
+    assert video_rows[0].split("|")[2:] == report.splitlines()[2].split("|")[2:]  # = text
+    assert video_rows[2].endswith("| 100.0 | 100.0 | 100.0 | 0.000 | 1.000 |")  # no context
     lines = report.splitlines()
     assert lines[4].startswith("| both | 100.0 | 100.0 | 100.0 | 0.000 | 1.000 |")
     without = [ln for ln in lines if ln.startswith("| both, without context |")]
@@ -138,3 +163,106 @@ def test_audio_label_is_carried_by_pitch_and_rate(demo) -> None:
     sec_per_word = [np.median([s for _, s in by_level[lvl]]) for lvl in LEVELS]
     assert pitch[0] < pitch[1] < pitch[2]  # low, normal, high voice
     assert sec_per_word[0] > sec_per_word[1] > sec_per_word[2]  # slow, normal, fast
+
+
+# --- video: Raw/<video_id>/<clip_id>.mp4, a drawn face whose mouth shows label_V ---
+
+
+def _decode(path, rgb: bool = True) -> tuple[np.ndarray | list, list[float], float]:
+    """Every frame of a video (RGB, or with ``rgb=False`` its (height, width)), their
+    presentation times and the stream's frame rate."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        rate = float(stream.average_rate)
+        frames, times = [], []
+        for f in container.decode(stream):
+            frames.append(f.to_ndarray(format="rgb24") if rgb else (f.height, f.width))
+            times.append(f.time)
+    return (np.stack(frames) if rgb else frames), times, rate
+
+
+def test_every_clip_has_a_video_as_long_as_its_audio(demo) -> None:
+    videos = sorted(p for p in (demo.root / "Raw").rglob("*") if p.is_file())
+    assert len(videos) == len(demo.rows)
+    total = 0
+    for row in demo.rows:
+        found = list((demo.root / "Raw" / row.video_id).glob(f"{row.clip_id}.*"))
+        assert [p.name for p in found] == [f"{row.clip_id}.mp4"], found
+        frames, times, rate = _decode(found[0], rgb=False)
+        assert set(frames) == {(VIDEO_SIZE, VIDEO_SIZE)} and rate == VIDEO_FPS
+        assert times == pytest.approx([k / VIDEO_FPS for k in range(len(frames))], abs=1e-6)
+        duration = sf.info(str(row.audio_path)).duration
+        assert abs(len(frames) / VIDEO_FPS - duration) <= 1 / VIDEO_FPS, row
+        total += found[0].stat().st_size
+    assert total < 1_500_000  # the repository stays light
+
+
+def test_label_V_is_label_T_the_feeling_the_face_shows(demo) -> None:
+    rows = list(csv.DictReader(open(demo.root / "label.csv", encoding="utf-8")))
+    assert all(r["label_V"] == r["label_T"] for r in rows)
+    assert all(u.label_V == u.label_T for u in plan(0))
+
+
+def test_videos_are_deterministic(demo, tmp_path) -> None:
+    """The same seed gives the same frames, encoded twice to the same decoded frames; the
+    committed videos are these (up to the encoder build: a tolerance, not equality)."""
+    planned = plan(0)
+    for index in (0, 1, 237, 449):
+        u = planned[index]
+        committed = demo.root / "Raw" / u.video_id / f"{u.clip_id}.mp4"
+        duration = sf.info(str(demo.root / "wav" / u.video_id / f"{u.clip_id}.ogg")).duration
+        decoded = []
+        for attempt in ("a", "b"):
+            path = tmp_path / f"{index}{attempt}.mp4"
+            write_video(clip_frames(u, index, 0, duration), path)
+            decoded.append(_decode(path)[0])
+        np.testing.assert_array_equal(decoded[0], decoded[1])
+        ours = _decode(committed)[0]
+        assert ours.shape == decoded[0].shape
+        assert np.abs(ours.astype(np.int16) - decoded[0]).mean() < 2.0
+    other = clip_frames(planned[0], 0, 1, 1.0)  # another seed: another face
+    assert not np.array_equal(other, clip_frames(planned[0], 0, 0, 1.0))
+
+
+def test_video_carries_label_V_and_no_other_label(demo) -> None:
+    """Ridge least squares on 16x16 grey frames (the frames the video encoders sample, at 2
+    fps, averaged over the clip) trained on train: it reads label_V off the face on test, and
+    finds nothing of label_A (the nuisance factors and the audio label are independent)."""
+    frames_mod = pytest.importorskip("mmml_encoders_video.frames")
+
+    def features(rows) -> np.ndarray:
+        out = []
+        for row in rows:
+            path = demo.root / "Raw" / row.video_id / f"{row.clip_id}.mp4"
+            rgb = frames_mod.sample_frames(path, fps=2, max_frames=8).astype(np.float32)
+            grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            f, h, w = grey.shape
+            out.append(grey.reshape(f, 16, h // 16, 16, w // 16).mean((0, 2, 4)).ravel())
+        return np.array(out)
+
+    train, test = demo.split("train").rows, demo.split("test").rows
+    x_train, x_test = features(train), features(test)
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    x_train, x_test = (x_train - mu) / sd, (x_test - mu) / sd
+    levels = np.array(LEVELS)
+    csv_rows = csv.DictReader(open(demo.root / "label.csv", encoding="utf-8"))
+    labels = {(r["video_id"], r["clip_id"]): r for r in csv_rows}
+
+    def accuracy(label: str) -> float:
+        y_train, y_test = (
+            np.array([float(labels[r.video_id, r.clip_id][label]) for r in rows])
+            for rows in (train, test)
+        )
+        a = np.c_[x_train, np.ones(len(x_train))]
+        onehot = (y_train[:, None] == levels[None]).astype(np.float64)
+        w = np.linalg.solve(a.T @ a + np.eye(a.shape[1]), a.T @ onehot)
+        pred = levels[np.argmax(np.c_[x_test, np.ones(len(x_test))] @ w, 1)]
+        return float(np.mean(pred == y_test))
+
+    acc_v, acc_a = accuracy("label_V"), accuracy("label_A")
+    print(f"test accuracy from the face: label_V {acc_v:.3f}, label_A {acc_a:.3f}")
+    assert acc_v > 0.9
+    assert acc_a < 0.5  # chance is 1/3

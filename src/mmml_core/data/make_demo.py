@@ -2,9 +2,10 @@
 
     python -m mmml_core.data.make_demo --out src/mmml_core/data/demo --seed 0
 
-Dev-time only (needs the ``espeak-ng`` program and torchaudio); the generated files are
-committed, so nothing regenerates them at install or test time. A seed fixes the CSV and
-the decoded audio exactly (the Ogg container's random stream serial numbers aside).
+Dev-time only (needs the ``espeak-ng`` program and torchaudio; ``--keep-audio`` keeps the
+committed audio and needs neither); the generated files are committed, so nothing regenerates
+them at install or test time. A seed fixes the CSV, the decoded audio (the Ogg container's
+random stream serial numbers aside) and the decoded video frames exactly.
 
 Design: every utterance has a text label ``label_T`` and an independent audio label
 ``label_A``, each one of ``LEVELS`` with equal probability, and ``label`` is their mean.
@@ -18,8 +19,18 @@ Design: every utterance has a text label ``label_T`` and an independent audio la
   baselines do hear it). Small random jitter
   keeps the levels from being single points.
 
-So neither modality alone determines ``label``; ``label_report`` says how well the best
-text-only and audio-only predictors can do, computed from the labels alone.
+- Video: a drawn face (``render_face``) whose mouth carries ``label_V``: a smile, a flat line
+  or a frown, with a little jitter of its curvature; skin tone, background colour, the face's
+  position and size, a slow head drift and a blink are nuisance factors drawn from an RNG of
+  their own (seeded from the seed and the clip's index, never from ``plan``'s), independent of
+  every label. ``label_V = label_T`` by design (the speaker's feeling about the subject shows
+  on the face as in the words), so on ordinary clips the face repeats the text, and on echo
+  clips it gives the share of the label that, without context, neither text nor audio has.
+  Written as ``Raw/<video>/<clip>.mp4`` (``VIDEO_SIZE`` square frames, ``VIDEO_FPS``, H.264
+  when PyAV has libx264), as long as the clip's audio; rewritten on every run.
+
+So neither text nor audio alone determines ``label``; ``label_report`` says how well the best
+text-only, audio-only and video-only predictors can do, computed from the labels alone.
 
 Context: about a fifth of all clips (never the first of a video) are *echo* clips
 (``ECHO_SHARE``, never two in a row): their text is a short reply that refers back ("I felt the
@@ -27,7 +38,8 @@ same way about it.", one of the few ``ECHO_REPLIES``) and their ``label_T`` is t
 clip's, so the text half of their label can only be known by reading the previous utterance
 (``data.text_context``). Their audio is the speech planned for that slot, whose prosody
 still carries their own ``label_A``; its words are the planned sentence (``Utterance.spoken``),
-which the demo's small audio encoders do not recognise.
+which the demo's small audio encoders do not recognise. Their face shows their own
+``label_T`` (the previous clip's): the feeling the reply agrees with.
 """
 
 from __future__ import annotations
@@ -50,7 +62,21 @@ import numpy as np
 from mmml_core.data.reader import COLUMNS
 from mmml_core.metrics import regression_metrics, sims_classes
 
-__all__ = ["LEVELS", "PREDICATES", "PROSODY", "Utterance", "generate", "label_report", "main"]
+__all__ = [
+    "LEVELS",
+    "PREDICATES",
+    "PROSODY",
+    "VIDEO_FPS",
+    "VIDEO_SIZE",
+    "Utterance",
+    "clip_frames",
+    "generate",
+    "label_report",
+    "main",
+    "render_face",
+    "video_codec",
+    "write_video",
+]
 
 #: The values label_T and label_A take; label = (label_T + label_A) / 2.
 LEVELS: tuple[float, ...] = (-0.8, 0.0, 0.8)
@@ -179,6 +205,12 @@ class Utterance:
     def speech(self) -> str:
         return self.spoken or self.text
 
+    @property
+    def label_V(self) -> float:
+        """What the face shows: the speaker's feeling about the subject, i.e. ``label_T`` (on
+        an echo clip the previous clip's, which the reply agrees with)."""
+        return self.label_T
+
 
 def plan(seed: int) -> list[Utterance]:
     """Which sentence, labels, split and prosody each clip gets (no audio yet)."""
@@ -267,12 +299,146 @@ def synthesize(u: Utterance) -> np.ndarray:
     return wave[max(0, loud[0] - pad) : loud[-1] + pad + 1]
 
 
+#: The video: square frames of VIDEO_SIZE pixels (the video encoders centre-crop to a square
+#: and resize to 64), VIDEO_FPS frames per second, H.264 at this constant rate factor.
+VIDEO_SIZE = 96
+VIDEO_FPS = 8
+VIDEO_CRF = 32
+#: Skin tones (RGB), a nuisance factor: all lighter than the dark eyes and mouth.
+SKIN_TONES: tuple[tuple[int, int, int], ...] = (
+    (255, 224, 189),
+    (241, 194, 125),
+    (224, 172, 105),
+    (198, 134, 66),
+    (160, 100, 60),
+    (125, 80, 50),
+)
+FEATURE_RGB = (25, 10, 15)  # eyes and mouth
+#: The mouth's curvature is label_V / 0.8 (+1 smile, 0 flat, -1 frown) plus uniform jitter.
+CURVE_JITTER = 0.15
+MOUTH_SAG = 0.28  # how far the centre of a full smile lies below its corners, x head height
+
+
+def video_codec() -> str:
+    """``libx264`` where this PyAV's FFmpeg has it (tiny files), else ``mpeg4``."""
+    import av
+
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+def _rng_video(seed: int, index: int) -> np.random.Generator:
+    # an RNG of its own per clip (index: the clip's place in plan(seed)), so that the videos
+    # draw nothing from plan's RNG and a clip can be rendered alone
+    return np.random.default_rng([0x51DE0, seed, index])
+
+
+def render_face(label_V: float, rng: np.random.Generator, n_frames: int) -> np.ndarray:
+    """``(n_frames, VIDEO_SIZE, VIDEO_SIZE, 3)`` uint8 RGB frames of a drawn face whose mouth
+    shows ``label_V`` (module docstring); every other factor is drawn from ``rng``, the same
+    draws whatever the label."""
+    size = VIDEO_SIZE
+    bg = rng.integers(40, 230, 3).astype(np.float64)
+    skin = np.array(SKIN_TONES[int(rng.integers(len(SKIN_TONES)))], dtype=np.float64)
+    rx = rng.uniform(25, 30)  # head half-width and half-height, pixels
+    ry = rx * rng.uniform(1.15, 1.3)
+    cx, cy = size / 2 + rng.uniform(-5, 5), size / 2 + rng.uniform(-4, 4)
+    drift = rng.uniform(-3, 3, 2)  # where the head moves over the clip, pixels
+    curve = label_V / max(LEVELS) + rng.uniform(-CURVE_JITTER, CURVE_JITTER)
+    half_width = rx * rng.uniform(0.45, 0.55)  # of the mouth
+    u_blink = rng.random()
+    blink = 1 + int(u_blink * (n_frames - 1)) if n_frames > 1 else -1  # one frame, eyes shut
+    dark = np.array(FEATURE_RGB, dtype=np.float64)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+
+    def paint(img: np.ndarray, dist: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        # dist: signed distance to the shape's edge in pixels (< 0 inside), antialiased edge
+        alpha = np.clip(0.5 - dist, 0.0, 1.0)[..., None]
+        return img * (1 - alpha) + rgb * alpha
+
+    def ellipse(x0: float, y0: float, ax: float, ay: float) -> np.ndarray:
+        return (np.sqrt(((xx - x0) / ax) ** 2 + ((yy - y0) / ay) ** 2) - 1) * min(ax, ay)
+
+    frames = np.empty((n_frames, size, size, 3), dtype=np.uint8)
+    for f in range(n_frames):
+        s = f / max(n_frames - 1, 1)
+        x0, y0 = cx + drift[0] * s, cy + drift[1] * s
+        img = np.broadcast_to(bg, (size, size, 3)).copy()
+        img = paint(img, ellipse(x0, y0, rx, ry), skin)
+        eye_h = 0.15 if f == blink else 1.0
+        for side in (-1, 1):
+            e = 0.13 * rx
+            img = paint(
+                img, ellipse(x0 + side * 0.38 * rx, y0 - 0.25 * ry, e, e * eye_h + 0.6), dark
+            )
+        # the mouth: a thick parabola y = my + sag (1/2 - u^2), u in [-1, 1] across its width
+        sag = MOUTH_SAG * ry * curve
+        u = np.clip((xx - x0) / half_width, -1, 1)
+        curve_y = y0 + 0.45 * ry + sag * (0.5 - u**2)
+        slope = -2 * sag * u / half_width
+        across = np.abs(yy - curve_y) / np.sqrt(1 + slope**2)
+        beyond = np.maximum(np.abs(xx - x0) - half_width, 0)  # round ends
+        img = paint(img, np.sqrt(across**2 + beyond**2) - 2.2, dark)
+        frames[f] = np.round(img).astype(np.uint8)
+    return frames
+
+
+def write_video(frames: np.ndarray, path: Path, codec: str | None = None) -> None:
+    """Encode RGB ``frames`` at ``VIDEO_FPS`` into an MP4 at ``path`` (yuv420p; ``libx264``
+    at ``VIDEO_CRF`` or ``mpeg4``, one thread, so the same frames give the same file); frame
+    ``k`` is shown at ``k / VIDEO_FPS`` seconds."""
+    import av
+
+    codec = codec or video_codec()
+    options = {"threads": "1"}
+    if codec == "libx264":
+        options |= {"crf": str(VIDEO_CRF), "preset": "veryslow"}
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=VIDEO_FPS, options=options)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        if codec != "libx264":
+            stream.bit_rate = 40_000
+        for k, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = k
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def n_video_frames(duration: float) -> int:
+    """Frames of a clip whose audio lasts ``duration`` seconds: the nearest whole number of
+    ``1 / VIDEO_FPS`` steps, at least one."""
+    return max(1, round(duration * VIDEO_FPS))
+
+
+def clip_frames(u: Utterance, index: int, seed: int, duration: float) -> np.ndarray:
+    """The frames of the video of ``u``, the ``index``-th clip of ``plan(seed)``, whose audio
+    lasts ``duration`` seconds."""
+    return render_face(u.label_V, _rng_video(seed, index), n_video_frames(duration))
+
+
+def write_videos(
+    out: Path, utterances: Sequence[Utterance], durations: Sequence[float], seed: int
+) -> str:
+    """(Re)write ``Raw/<video>/<clip>.mp4`` under ``out`` for every utterance, each as long
+    as its audio; returns the codec used."""
+    codec = video_codec()
+    shutil.rmtree(out / "Raw", ignore_errors=True)
+    for index, (u, duration) in enumerate(zip(utterances, durations, strict=True)):
+        frames = clip_frames(u, index, seed, duration)
+        path = out / "Raw" / u.video_id / f"{u.clip_id}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_video(frames, path, codec)
+    return codec
+
+
 def generate(out: Path, seed: int = 0, keep_audio: bool = False) -> list[Utterance]:
-    """Write ``label.csv``, ``wav/<video>/<clip>.ogg`` (Opus) and ``README.md`` under ``out``.
+    """Write ``label.csv``, ``wav/<video>/<clip>.ogg`` (Opus), ``Raw/<video>/<clip>.mp4`` and
+    ``README.md`` under ``out``.
 
     ``keep_audio``: keep the audio files already in ``out`` (made by this generator for the
-    same seed: the speech of each slot depends only on the seed) and rewrite only the CSV and
-    the README; needs no espeak-ng."""
+    same seed: the speech of each slot depends only on the seed) and rewrite only the CSV, the
+    videos (as long as those audio files) and the README; needs no espeak-ng."""
     import soundfile as sf
 
     utterances = plan(seed)
@@ -293,6 +459,7 @@ def generate(out: Path, seed: int = 0, keep_audio: bool = False) -> list[Utteran
             path.parent.mkdir(parents=True, exist_ok=True)
             # Opus at ~23 kbit/s: pitch and rate survive, the whole set stays a few MB
             sf.write(path, wave, SAMPLE_RATE, format="OGG", subtype="OPUS", compression_level=0.93)
+    codec = write_videos(out, utterances, durations, seed)
     with open(out / "label.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
@@ -305,13 +472,17 @@ def generate(out: Path, seed: int = 0, keep_audio: bool = False) -> list[Utteran
                     f"{u.label:.1f}",
                     f"{u.label_T:.1f}",
                     f"{u.label_A:.1f}",
-                    "",
+                    f"{u.label_V:.1f}",
                     _annotation(u.label),
                     u.mode,
                 ]
             )
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    video_size = sum(p.stat().st_size for p in (out / "Raw").rglob("*") if p.is_file())
     stats = {
+        "codec": codec,
+        "video_size": video_size,
+        "frames": [n_video_frames(d) for d in durations],
         "seed": seed,
         "n": len(utterances),
         "dur": durations,
@@ -321,7 +492,7 @@ def generate(out: Path, seed: int = 0, keep_audio: bool = False) -> list[Utteran
     }
     rows = [(u.label_T, u.label_A, u.label, u.mode) for u in utterances]
     echo = [u.echo for u in utterances]
-    report = label_report(rows, echo)
+    report = label_report(rows, echo, [u.label_V for u in utterances])
     (out / "README.md").write_text(_readme(stats, report), encoding="utf-8")
     return utterances
 
@@ -337,7 +508,9 @@ def _espeak_version() -> str:
 
 
 def label_report(
-    rows: Sequence[tuple[float, float, float, str]], echo: Sequence[bool] | None = None
+    rows: Sequence[tuple[float, float, float, str]],
+    echo: Sequence[bool] | None = None,
+    label_V: Sequence[float] | None = None,
 ) -> str:
     """Markdown table: the best text-only / audio-only / joint predictors of ``label``.
 
@@ -347,42 +520,60 @@ def label_report(
     conditional mean of ``label`` over train rows with the same inputs; all are scored on
     the test split with ``mmml_core.metrics``. With ``echo`` (one flag per row), two more
     predictors see the labels as a model without context does: on an echo clip ``label_T``
-    is unknown (only that the clip is an echo).
+    is unknown (only that the clip is an echo). With ``label_V`` (one per row), predictors
+    that see the vision label follow (after all the others, which do not change). A test
+    row whose inputs no train row has (possible only where the inputs are redundant: on an
+    ordinary clip the text's label_T is label_V) is predicted from the train rows that share
+    its inputs but the first.
     """
-    if echo is not None:
-        rows = [(*r, e) for r, e in zip(rows, echo, strict=True)]
-    train = [r for r in rows if r[3] == "train"]
-    test = [r for r in rows if r[3] == "test"]
-    views: dict[str, tuple[int, ...]] = {
-        "text only (label_T)": (0,),
-        "audio only (label_A)": (1,),
-        "both": (0, 1),
+    n = len(rows)
+    for name, extra in (("echo", echo), ("label_V", label_V)):
+        if extra is not None and len(extra) != n:
+            raise ValueError(f"label_report: {len(extra)} {name} values for {n} rows")
+    table = []
+    for i, (t, a, y, mode) in enumerate(rows):
+        r = {"T": t, "A": a, "y": y, "mode": mode}
+        if echo is not None:  # label_T where the text says it, "echo" where it refers back
+            r["T0"] = "echo" if echo[i] else t
+        if label_V is not None:
+            r["V"] = label_V[i]
+        table.append(r)
+    train = [r for r in table if r["mode"] == "train"]
+    test = [r for r in table if r["mode"] == "test"]
+    views: dict[str, tuple[str, ...]] = {
+        "text only (label_T)": ("T",),
+        "audio only (label_A)": ("A",),
+        "both": ("T", "A"),
     }
     if echo is not None:
-        views["text only, without context"] = (5,)
-        views["both, without context"] = (5, 1)
-        # column 5: label_T where the text says it, "echo" where it refers back
-        rows = [(*r, "echo" if r[4] else r[0]) for r in rows]
-        train = [r for r in rows if r[3] == "train"]
-        test = [r for r in rows if r[3] == "test"]
+        views["text only, without context"] = ("T0",)
+        views["both, without context"] = ("T0", "A")
+    if label_V is not None:
+        views["video only (label_V)"] = ("V",)
+        views["audio + video (label_A, label_V)"] = ("A", "V")
+        if echo is not None:
+            views["text + audio + video, without context"] = ("T0", "A", "V")
     lines = [
         "| predictor | Acc2 | Acc3 | Acc5 | MAE | Corr |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    y_test = np.array([r[2] for r in test], dtype=np.float32)
+    y_test = np.array([r["y"] for r in test], dtype=np.float32)
     for name, cols in views.items():
         key = lambda r, cols=cols: tuple(r[c] for c in cols)  # noqa: E731
         groups: dict[tuple, list[float]] = defaultdict(list)
         for r in train:
-            groups[key(r)].append(r[2])
+            groups[key(r)].append(r["y"])
+        for r in test:
+            if key(r) not in groups:  # back off: the train rows agreeing on the other inputs
+                groups[key(r)] = [x["y"] for x in train if key(x)[1:] == key(r)[1:]]
         accs = []
-        for n in (2, 3, 5):
+        for n_cls in (2, 3, 5):
             best = {}
             for k, labels in groups.items():
-                counts = Counter(sims_classes(np.array(labels, dtype=np.float32), n).tolist())
+                counts = Counter(sims_classes(np.array(labels, dtype=np.float32), n_cls).tolist())
                 best[k] = max(sorted(counts), key=lambda c, counts=counts: counts[c])
             pred_cls = np.array([best[key(r)] for r in test])
-            accs.append(float(np.mean(pred_cls == sims_classes(y_test, n))))
+            accs.append(float(np.mean(pred_cls == sims_classes(y_test, n_cls))))
         mean_pred = np.array([np.mean(groups[key(r)]) for r in test], dtype=np.float32)
         m = regression_metrics(mean_pred, y_test, "sims")
         lines.append(
@@ -403,7 +594,20 @@ def _readme(stats: dict, report: str) -> str:
         f"| {level:+.1f} | {p.pitch} ± {PITCH_JITTER} | {p.rate} ± {RATE_JITTER} | {p.amplitude} |"
         for level, p in PROSODY.items()
     )
+    frames = np.array(stats["frames"])
     return _README.format(
+        codec={
+            "libx264": f"H.264 (libx264, CRF {VIDEO_CRF})",
+            "mpeg4": "MPEG-4 Part 2 (FFmpeg's mpeg4)",
+        }[stats["codec"]],
+        video_size=VIDEO_SIZE,
+        video_fps=VIDEO_FPS,
+        video_mb=stats["video_size"] / 1e6,
+        fmin=frames.min(),
+        fmean=frames.mean(),
+        fmax=frames.max(),
+        n_tones=len(SKIN_TONES),
+        curve_jitter=CURVE_JITTER,
         n=stats["n"],
         seed=stats["seed"],
         size_mb=stats["size"] / 1e6,
@@ -432,16 +636,22 @@ A small multimodal sentiment set shipped inside `mmml-core`, so that `mmml-bench
 no download. Same layout and CSV schema as CH-SIMS (per-modality labels, `label` in
 [-1, 1]); English text, speech synthesized with espeak-ng. This file is written by the
 generator: `python -m mmml_core.data.make_demo --out src/mmml_core/data/demo --seed {seed}`
-(needs `espeak-ng` and torchaudio; these files were made with {espeak}).
+(needs `espeak-ng` and torchaudio; these files were made with {espeak}; with
+`--keep-audio` it keeps the audio files and rewrites the rest, with neither).
 
 - {n} utterances, split {splits} (`mode`), 10 clips per `video_id`, each video
   in one split.
 - Audio: `wav/<video_id>/<clip_id>.ogg`, Ogg Opus, 16 kHz mono, {dmin:.2f}–{dmax:.2f} s
   (mean {dmean:.2f} s). Whole folder: {size_mb:.2f} MB.
-- `label_V` is empty (no vision); `annotation` is Positive/Neutral/Negative from `label`.
-- Reproducible: the same seed gives the same `label.csv` and the same decoded audio
-  samples; the `.ogg` bytes differ between runs only in the Ogg stream serial numbers,
-  which libsndfile picks at random.
+- Video: `Raw/<video_id>/<clip_id>.mp4` (the MMSA layout's video path), a drawn face,
+  {video_size}x{video_size} pixels, {video_fps} fps, {codec}, yuv420p, as long as the clip's
+  audio ({fmin}–{fmax} frames, mean {fmean:.1f}); {video_mb:.2f} MB in all
+  ([below](#video)).
+- `label_V` is what the face shows, equal to `label_T` by design ([below](#video));
+  `annotation` is Positive/Neutral/Negative from `label`.
+- Reproducible: the same seed gives the same `label.csv`, the same decoded audio
+  samples and the same decoded video frames (with the same encoder build); the `.ogg` bytes
+  differ between runs only in the Ogg stream serial numbers, which libsndfile picks at random.
 - Text and labels were written for this project and are distributed under the project's
   license; no third-party corpus is used.
 
@@ -484,6 +694,26 @@ to zero mean and unit variance, so loudness is invisible to them. The feature ba
 (`opensmile`, `mel`) do see loudness, and in this set it also follows `label_A`: for them the
 audio label is carried by pitch, rate and loudness together.
 
+## Video
+
+**The face carries `label_V = label_T` in its mouth.** Each clip is a drawing of a face (a head
+ellipse, two eyes, a mouth) whose mouth is a thick dark curve: a smile for `label_V = +0.8`, a
+flat line for 0, a frown for -0.8, its curvature jittered by ±{curve_jitter} of a full
+smile so that the levels are not single points; the three stay clearly distinct at 64x64
+pixels after the video encoders' centre crop and resize. Independent of every label, drawn
+from an RNG of their own (seeded from the seed and the clip's index, so `plan`'s draws are
+untouched): the skin tone (one of {n_tones}), the background colour, the face's position
+(up to 5 pixels) and size (about ±10%), the mouth's width, a slow drift of the head over the clip (up to
+3 pixels) and a blink (one frame with the eyes shut). Frame `k` is shown at `k/{video_fps}` s,
+the first at 0. The videos need neither espeak-ng nor torchaudio, only PyAV; the generator
+rewrites them on every run, `--keep-audio` too.
+
+`label_V` is the speaker's feeling about the subject, the same as the text's, by design: on an
+ordinary clip the face repeats what the words say, and on an echo clip it shows the previous
+clip's `label_T` (the feeling the reply agrees with), the share of the label that, without
+context, neither its text nor its audio carries. So text, audio and video together determine
+`label` without context; audio and video together do too.
+
 ## How well can one modality do?
 
 Computed from the labels alone (generator's `label_report`): each predictor sees only the
@@ -495,7 +725,9 @@ split with the CH-SIMS metrics of `mmml_core.metrics` (Acc ×100).
 
 In expectation a single modality reaches Acc2 7/9 = 77.8, Acc3 5/9 = 55.6, Acc5 1/3 = 33.3
 and both together 100 when it can read the previous utterance; without context the echo
-clips' text half is unknown, which the "without context" rows measure. Caveat: the speech also contains the words, so an audio model that
+clips' text half is unknown, which the "without context" rows measure. The face shows
+`label_T`, so video alone does as well as text with context, and adding it to text and audio
+needs no context. Caveat: the speech also contains the words, so an audio model that
 recognised speech could recover `label_T` too; the small audio encoders of the demo,
 trained from scratch, are not expected to.
 """
@@ -509,7 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--keep-audio",
         action="store_true",
         help="keep the audio files in --out (made for the same seed) and rewrite only "
-        "label.csv and README.md (no espeak-ng needed)",
+        "label.csv, the videos and README.md (no espeak-ng needed)",
     )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
