@@ -231,13 +231,13 @@ def test_video_carries_label_V_and_no_other_label(demo) -> None:
     """Ridge least squares on 16x16 grey frames (the frames the video encoders sample, at 2
     fps, averaged over the clip) trained on train: it reads label_V off the face on test, and
     finds nothing of label_A (the nuisance factors and the audio label are independent)."""
-    frames_mod = pytest.importorskip("mmml_encoders_video.frames")
+    from mmml_core.data.video import sample_frames
 
     def features(rows) -> np.ndarray:
         out = []
         for row in rows:
             path = demo.root / "Raw" / row.video_id / f"{row.clip_id}.mp4"
-            rgb = frames_mod.sample_frames(path, fps=2, max_frames=8).astype(np.float32)
+            rgb = sample_frames(path, fps=2, max_frames=8).astype(np.float32)
             grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
             f, h, w = grey.shape
             out.append(grey.reshape(f, 16, h // 16, 16, w // 16).mean((0, 2, 4)).ravel())
