@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/demo-video")
     parser.add_argument("--max-epochs", type=int, help="train.max_epochs (smoke runs)")
     parser.add_argument("--max-items", type=int, help="data.max_items (smoke runs)")
+    parser.add_argument(
+        "--only",
+        choices=("without", "with"),
+        help="train one row only (two processes can train the rows side by side; a last run "
+        "without --only reads both back and compares)",
+    )
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     base: list = [load_config_file(preset_path("demo")), {"seeds": seeds}]
@@ -48,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         ComparisonRow(WITHOUT, base),
         ComparisonRow(WITH, base, modalities=["text", "audio", "video"]),
     ]
+    if args.only:
+        index = 0 if args.only == "without" else 1
+        with console():
+            run_comparison(rows[index : index + 1], Path(args.out), first_index=index)
+        return 0
     with console():  # each run's log on stderr (and in its log.txt), as mmml-bench does
         table, results = run_comparison(rows, Path(args.out))
     print(table)

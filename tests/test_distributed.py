@@ -7,7 +7,8 @@ head and both subnet heads, all with dropout 0. So a two-process run must comput
 process computes from the same global batches: the loss of each global batch is the mean over
 its items whichever rank holds them. Batch 5 on 16 training items makes a last batch of one
 item, which leaves rank 1 without an item (it runs with weight 0). Tolerance: 1e-5 relative
-(gradients are summed across the ranks in another order than within one process)."""
+(gradients are summed across the ranks in another order than within one process); the
+correlations get an absolute 1e-4, as they divide by the predictions' small spread."""
 
 from __future__ import annotations
 
@@ -80,7 +81,11 @@ def _close(a: dict, b: dict) -> None:
         for head, metrics in sa["test"].items():
             for metric, value in metrics.items():
                 got = sb["test"][head][metric]
-                assert got == pytest.approx(value, rel=1e-5, abs=1e-7), (head, metric)
+                # Corr divides by the predictions' spread, which is small for the frozen text
+                # encoder's head: a 1e-7 change of a prediction moves it by ~1e-5 (observed
+                # -0.4952252 against -0.4952307), so it gets an absolute 1e-4
+                slack = 1e-4 if metric == "Corr" else 1e-7
+                assert got == pytest.approx(value, rel=1e-5, abs=slack), (head, metric)
 
 
 def test_two_processes_match_one_and_a_killed_run_resumes(tmp_path):

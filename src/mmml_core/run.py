@@ -234,10 +234,13 @@ def run_comparison(
     *,
     resume: bool = True,
     progress: bool = True,
+    first_index: int = 0,
 ) -> tuple[str, dict[str, Any]]:
     """Train every row (each into ``out_dir/<n>-<label>``, with its ``log.txt``) and return
     a Markdown table per checkpoint selection plus the aggregates. Rows already finished are
-    read back. Every row is resolved and checked before the first one trains."""
+    read back. Every row is resolved and checked before the first one trains. ``first_index``
+    is the first row's ``n`` (a script that trains its rows in separate processes passes each
+    row's place in the whole table, so a last call over every row reads them back)."""
     from mmml_core.logs import log_files
     from mmml_core.metrics import METRIC_KEYS
     from mmml_core.validate import check_run
@@ -249,7 +252,7 @@ def run_comparison(
     for i, (row, run) in enumerate(zip(rows, checked, strict=True)):
         slug = "".join(c if c.isalnum() else "-" for c in row.label.lower()).strip("-")
         log.info(f"== {row.label}")
-        folder = out / f"{i}-{slug}"
+        folder = out / f"{first_index + i}-{slug}"
         again = resume and (folder / "config.json").is_file()
         with (
             open_run_folder(folder, run.config, resume=again) as path,
