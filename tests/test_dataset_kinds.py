@@ -252,8 +252,7 @@ def test_unknown_modality_and_kind_errors(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as err:
         load_dataset(tmp_path, "mosi", modalities=["text", "vision", "pulse"])
     assert err.value.problems == [
-        f"dataset kind 'mosi' cannot provide modality {m!r}; its modalities are text, audio, "
-        "video"
+        f"dataset kind 'mosi' cannot provide modality {m!r}; its modalities are text, audio, video"
         for m in ("vision", "pulse")
     ]
     with pytest.raises(DatasetError, match="no modality requested"):
