@@ -768,6 +768,60 @@ def _list_folder(path: Path) -> tuple[list[str] | None, str | None]:
         return None, f"{path}: cannot list this folder: {exc.strerror or type(exc).__name__}"
 
 
+def _locate(
+    records: list[dict[str, Any]],
+    folder: Path,
+    extensions: Sequence[str],
+    field: str,
+    missing: str,
+    csv_path: Path,
+    problems: list[str],
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+    """Each record's one file ``folder/<video_id>/<clip_id>.<ext>`` (``ext`` in
+    ``extensions``), set as ``record[f"{field}_path"]``. Returns the records with a file and
+    those without one (with what is wrong); a missing or unlistable folder (``missing`` says
+    how to make it) and several files for one clip go to ``problems``."""
+    unusable: list[tuple[dict[str, Any], str]] = []
+    names, error = _list_folder(folder)
+    if error is not None or names is None:
+        problems.append(error or f"{folder}: {field} folder does not exist ({missing})")
+        return [], unusable
+    listing: dict[str, dict[str, list[str]] | None] = {}  # video_id -> stem -> file names
+    for r in records:
+        vid = r["video_id"]
+        if vid in listing:
+            continue
+        names, error = _list_folder(folder / vid)
+        if error is not None:  # one problem for the folder, none for each of its clips
+            problems.append(error)
+            listing[vid] = None
+            continue
+        listing[vid] = {}
+        for name in names or []:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in extensions and not name.startswith("."):
+                listing[vid].setdefault(stem, []).append(name)
+    found_records: list[dict[str, Any]] = []
+    for r in records:
+        clips = listing[r["video_id"]]
+        if clips is None:
+            continue
+        found = clips.get(r["clip_id"], [])
+        where = folder / r["video_id"] / r["clip_id"]
+        if not found:
+            kinds = "/".join(e.lstrip(".") for e in extensions)
+            unusable.append((r, f"no {field} file {where}.* ({kinds})"))
+        elif len(found) > 1:
+            problems.append(
+                f"{csv_path} line {r['line']}, field '{field}': several {field} files for one "
+                f"clip: {found} in {where.parent}"
+            )
+        else:
+            r[f"{field}_path"] = where.parent / found[0]
+            found_records.append(r)
+    return found_records, unusable
+
+
 def _check_audio(
     records: list[dict[str, Any]], audio_root: Path, csv_path: Path, problems: list[str]
 ) -> list[tuple[dict[str, Any], str]]:
@@ -776,50 +830,10 @@ def _check_audio(
     Returns the records whose own audio is unusable (no file, an unreadable or empty one),
     each with what is wrong, for the caller to report or drop; other problems (the folders,
     several files for one clip) go to ``problems``."""
-    unusable: list[tuple[dict[str, Any], str]] = []
-
-    def problem(line: int, message: str) -> None:
-        problems.append(f"{csv_path} line {line}, field 'audio': {message}")
-
-    names, error = _list_folder(audio_root)
-    if error is not None:
-        problems.append(error)
-        return unusable
-    if names is None:
-        problems.append(
-            f"{audio_root}: audio folder does not exist (make it from Raw/ with "
-            f"`mmml-bench extract-audio {audio_root.parent}`)"
-        )
-        return unusable
-    listing: dict[str, dict[str, list[str]] | None] = {}  # video_id -> stem -> file names
-    for r in records:
-        vid = r["video_id"]
-        if vid in listing:
-            continue
-        names, error = _list_folder(audio_root / vid)
-        if error is not None:  # one problem for the folder, none for each of its clips
-            problems.append(error)
-            listing[vid] = None
-            continue
-        listing[vid] = {}
-        for name in names or []:
-            stem, ext = os.path.splitext(name)
-            if ext.lower() in AUDIO_EXTENSIONS:
-                listing[vid].setdefault(stem, []).append(name)
-    todo: list[dict[str, Any]] = []
-    for r in records:
-        clips = listing[r["video_id"]]
-        if clips is None:
-            continue
-        found = clips.get(r["clip_id"], [])
-        where = audio_root / r["video_id"] / r["clip_id"]
-        if not found:
-            unusable.append((r, f"no audio file {where}.* ({'/'.join(AUDIO_EXTENSIONS)})"))
-        elif len(found) > 1:
-            problem(r["line"], f"several audio files for one clip: {found} in {where.parent}")
-        else:
-            r["audio_path"] = where.parent / found[0]
-            todo.append(r)
+    missing = f"make it from Raw/ with `mmml-bench extract-audio {audio_root.parent}`"
+    todo, unusable = _locate(
+        records, audio_root, AUDIO_EXTENSIONS, "audio", missing, csv_path, problems
+    )
 
     def info(r: dict[str, Any]) -> str | None:
         try:
@@ -860,59 +874,18 @@ def _check_video(
     records whose own video is unusable, like :func:`_check_audio`."""
     from mmml_core.data.video import FrameError, frames_info, probe_video
 
-    unusable: list[tuple[dict[str, Any], str]] = []
-
-    def problem(line: int, message: str) -> None:
-        problems.append(f"{csv_path} line {line}, field 'video': {message}")
-
-    names, error = _list_folder(folder)
-    if error is not None:
-        problems.append(error)
-        return unusable
-    if names is None:
-        problems.append(
-            f"{folder}: video folder does not exist (the MMSA layout keeps the videos in "
-            f"{RAW_DIR}/<video_id>/<clip_id>.mp4; `mmml-bench extract-frames` writes "
-            f"{FRAMES_DIR}/)"
+    missing = (
+        f"the MMSA layout keeps the videos in {RAW_DIR}/<video_id>/<clip_id>.mp4; "
+        f"`mmml-bench extract-frames` writes {FRAMES_DIR}/"
+    )
+    extensions = (*VIDEO_EXTENSIONS, FRAMES_EXTENSION)
+    todo, unusable = _locate(records, folder, extensions, "video", missing, csv_path, problems)
+    if auto and folder.name == FRAMES_DIR:
+        hint = (
+            f"; {folder} exists, so every clip is read from it: finish the extraction "
+            f"(`mmml-bench extract-frames {folder.parent}`) or set data.video_dir={RAW_DIR}"
         )
-        return unusable
-    accepted = (*VIDEO_EXTENSIONS, FRAMES_EXTENSION)
-    listing: dict[str, dict[str, list[str]] | None] = {}
-    for r in records:
-        vid = r["video_id"]
-        if vid in listing:
-            continue
-        names, error = _list_folder(folder / vid)
-        if error is not None:
-            problems.append(error)
-            listing[vid] = None
-            continue
-        listing[vid] = {}
-        for name in names or []:
-            stem, ext = os.path.splitext(name)
-            if ext.lower() in accepted and not name.startswith("."):
-                listing[vid].setdefault(stem, []).append(name)
-    todo: list[dict[str, Any]] = []
-    for r in records:
-        clips = listing[r["video_id"]]
-        if clips is None:
-            continue
-        found = clips.get(r["clip_id"], [])
-        where = folder / r["video_id"] / r["clip_id"]
-        if not found:
-            why = f"no video file {where}.* ({'/'.join(e[1:] for e in accepted)})"
-            if auto and folder.name == FRAMES_DIR:
-                why += (
-                    f"; {folder} exists, so every clip is read from it: finish the extraction "
-                    f"(`mmml-bench extract-frames {folder.parent}`) or set "
-                    f"data.video_dir={RAW_DIR}"
-                )
-            unusable.append((r, why))
-        elif len(found) > 1:
-            problem(r["line"], f"several video files for one clip: {found} in {where.parent}")
-        else:
-            r["video_path"] = where.parent / found[0]
-            todo.append(r)
+        unusable = [(r, m + hint) for r, m in unusable]
 
     def check(r: dict[str, Any]) -> str | None:
         path = r["video_path"]
