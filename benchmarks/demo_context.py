@@ -52,7 +52,7 @@ def echo_errors(checkpoint: Path) -> tuple[float, float]:
     """The fused head's test MAE on the echo clips and on the other clips."""
     model, _ = load_model(checkpoint)
     windows = {f"{m}_context": 1 for m in model.encoders} if model.spec.context else {}
-    split = load_dataset(None, "demo", **windows).split("test")
+    split = load_dataset(None, "demo", modalities=list(model.encoders), **windows).split("test")
     items = [split[i] for i in range(len(split))]
     collate = make_collate(dict(model.encoders), ("M",), model.spec.empty_context)
     errors = []

@@ -29,31 +29,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
+from demo_context import echo_errors  # this folder is on sys.path when a script runs
 
-from mmml_core.checkpoint import load_model
-from mmml_core.data import load_dataset, make_collate
-from mmml_core.data.make_demo import ECHO_REPLIES
 from mmml_core.logs import console
 from mmml_core.run import ComparisonRow, load_config_file, preset_path, run_comparison
 
 WITHOUT, WITH = "cross_attn, text + audio", "cross_attn, text + audio + video"
-
-
-@torch.no_grad()
-def echo_errors(checkpoint: Path) -> tuple[float, float]:
-    """The fused head's test MAE on the echo clips and on the other clips."""
-    model, _ = load_model(checkpoint)
-    split = load_dataset(None, "demo", modalities=list(model.encoders)).split("test")
-    items = [split[i] for i in range(len(split))]
-    collate = make_collate(dict(model.encoders), ("M",))
-    errors = []
-    for start in range(0, len(items), 16):
-        batch = collate(items[start : start + 16])
-        errors.append((model(batch["inputs"])["M"] - batch["targets"]["M"]).abs())
-    err = torch.cat(errors).numpy()
-    echo = np.array([text in ECHO_REPLIES for text in split.texts])
-    return float(err[echo].mean()), float(err[~echo].mean())
 
 
 def main(argv: list[str] | None = None) -> int:
